@@ -1,0 +1,1 @@
+"""Allocate: reserve shared stock in a warehouse without ever overselling."""

@@ -1,0 +1,1 @@
+"""Dedup: exact duplicates by canonical id, guarded by a Postgres unique key."""

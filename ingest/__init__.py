@@ -1,0 +1,1 @@
+"""Ingest: channel adapters that turn native payloads into RawOrderReceived on orders.raw."""

@@ -1,0 +1,1 @@
+"""Normalize: one mapper per channel, native payload -> canonical Order."""

@@ -1,0 +1,1 @@
+"""Notify: tell the buyer, once per (order, event, channel), and keep the send log."""

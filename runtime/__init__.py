@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, stage runner, projection writer, embedded services, CLI."""

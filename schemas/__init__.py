@@ -1,0 +1,1 @@
+"""Every orderhub contract, declared once: events, canonical order, topics, tables, statuses."""

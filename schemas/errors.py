@@ -1,0 +1,26 @@
+"""orderhub's own exceptions; the stage runner maps each to its error policy."""
+
+from __future__ import annotations
+
+
+class OrderhubError(Exception):
+    """Base of every error orderhub raises on purpose."""
+
+
+class InvalidInput(OrderhubError):
+    """An input that can never be processed: it goes to the DLQ with this reason.
+
+    `path` names the offending field (e.g. `line_items[2].quantity`) when there is one.
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class TransientError(OrderhubError):
+    """Infrastructure that may recover (database, broker): retried with backoff, then fatal."""
+
+
+class ConfigurationError(OrderhubError):
+    """Settings or command-line input a person must fix; the message says how."""

@@ -1,0 +1,196 @@
+"""Postgres projection tables (SQLAlchemy 2); Alembic migrations are generated from these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TZ = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class OrderRow(Base):
+    """One row per canonical order: the latest known state, plus the full document."""
+
+    __tablename__ = "orders"
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), index=True)
+    shop: Mapped[str] = mapped_column(String(200))
+    native_id: Mapped[str] = mapped_column(String(80))
+    native_status: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    status_at: Mapped[datetime] = mapped_column(TZ, doc="event time of the last status change")
+    created_at: Mapped[datetime] = mapped_column(TZ)
+    paid_at: Mapped[datetime | None] = mapped_column(TZ)
+    updated_at: Mapped[datetime] = mapped_column(TZ, doc="channel's own last-modified time")
+    currency: Mapped[str] = mapped_column(String(3))
+    paid_amount: Mapped[Decimal] = mapped_column(Numeric)
+    paid_cny: Mapped[Decimal] = mapped_column(Numeric)
+    document: Mapped[dict[str, Any]] = mapped_column(JSONB, doc="canonical order as last mapped")
+    hold: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    duplicate_of: Mapped[str | None] = mapped_column(String(80))
+    first_seen_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    recorded_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+class OrderLineRow(Base):
+    """Lines of the latest known version of an order."""
+
+    __tablename__ = "order_lines"
+    order_id: Mapped[str] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str | None] = mapped_column(String(120), index=True)
+    channel_sku_id: Mapped[str | None] = mapped_column(String(80))
+    title: Mapped[str] = mapped_column(Text)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Numeric)
+    line_total: Mapped[Decimal] = mapped_column(Numeric)
+
+
+class OrderEventRow(Base):
+    """An order's history; (order_id, event_key) makes every recorded step idempotent."""
+
+    __tablename__ = "order_events"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(80), index=True)
+    event_key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))
+    stage: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str | None] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(TZ)
+    recorded_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    __table_args__ = (UniqueConstraint("order_id", "event_key"),)
+
+
+class DeadLetterRow(Base):
+    """Every input a stage refused, with the reason and the original bytes."""
+
+    __tablename__ = "dead_letters"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(20))
+    topic: Mapped[str] = mapped_column(String(200))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str | None] = mapped_column(Text)
+    error_class: Mapped[str] = mapped_column(String(120))
+    message: Mapped[str] = mapped_column(Text)
+    original: Mapped[bytes] = mapped_column(LargeBinary)
+    recorded_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    __table_args__ = (UniqueConstraint("stage", "topic", "partition", "offset"),)
+
+
+class ConsumerOffsetRow(Base):
+    """Tracking: the next offset each consumer group will process, written with its effects."""
+
+    __tablename__ = "consumer_offsets"
+    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(200), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+class AcceptedOrderRow(Base):
+    """Dedup's guarantee: one row per canonical id ever accepted (unique constraint = the PK)."""
+
+    __tablename__ = "accepted_orders"
+    order_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    first_digest: Mapped[str] = mapped_column(String(64))
+    accepted_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class WarehouseRow(Base):
+    """A place that ships orders."""
+
+    __tablename__ = "warehouses"
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    province: Mapped[str] = mapped_column(String(40))
+    city: Mapped[str] = mapped_column(String(40))
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+class StockRow(Base):
+    """Shared stock per (warehouse, SKU); available never goes below zero."""
+
+    __tablename__ = "stock"
+    warehouse: Mapped[str] = mapped_column(ForeignKey("warehouses.code"), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(120), primary_key=True)
+    on_hand: Mapped[int] = mapped_column(Integer)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    available: Mapped[int] = mapped_column(Integer)
+    safety_stock: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    __table_args__ = (
+        CheckConstraint("available >= 0", name="available_not_negative"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+        CheckConstraint("on_hand = reserved + available", name="on_hand_balances"),
+    )
+
+
+class AllocationRow(Base):
+    """A reservation of one order line in one warehouse; the key makes a replay reserve nothing."""
+
+    __tablename__ = "allocations"
+    order_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    warehouse: Mapped[str] = mapped_column(ForeignKey("warehouses.code"), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(120))
+    quantity: Mapped[int] = mapped_column(Integer)
+    rule: Mapped[str] = mapped_column(String(60))
+    reason: Mapped[str] = mapped_column(Text)
+    reserved_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class NotificationRow(Base):
+    """The send log: claimed before the provider call, marked sent after; one per key."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(80), index=True)
+    event: Mapped[str] = mapped_column(String(60))
+    channel: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(12), doc="claimed | sent | failed")
+    message: Mapped[str] = mapped_column(Text)
+    claimed_at: Mapped[datetime] = mapped_column(TZ)
+    sent_at: Mapped[datetime | None] = mapped_column(TZ)
+    __table_args__ = (UniqueConstraint("order_id", "event", "channel"),)
+
+
+Index("ix_orders_status_paid_at", OrderRow.status, OrderRow.paid_at)
