@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -92,7 +93,7 @@ class OrderEventRow(Base):
     status: Mapped[str | None] = mapped_column(String(32))
     occurred_at: Mapped[datetime] = mapped_column(TZ)
     recorded_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
-    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     __table_args__ = (UniqueConstraint("order_id", "event_key"),)
 
 
@@ -141,8 +142,8 @@ class WarehouseRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     province: Mapped[str] = mapped_column(String(40))
     city: Mapped[str] = mapped_column(String(40))
-    priority: Mapped[int] = mapped_column(Integer, default=100)
-    active: Mapped[bool] = mapped_column(default=True)
+    priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
+    active: Mapped[bool] = mapped_column(server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
 
 
@@ -153,9 +154,9 @@ class StockRow(Base):
     warehouse: Mapped[str] = mapped_column(ForeignKey("warehouses.code"), primary_key=True)
     sku: Mapped[str] = mapped_column(String(120), primary_key=True)
     on_hand: Mapped[int] = mapped_column(Integer)
-    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    reserved: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     available: Mapped[int] = mapped_column(Integer)
-    safety_stock: Mapped[int] = mapped_column(Integer, default=0)
+    safety_stock: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
     __table_args__ = (
         CheckConstraint("available >= 0", name="available_not_negative"),

@@ -1,0 +1,119 @@
+"""Allocate stage wiring: orders.accepted → reserve stock → orders.allocated | orders.held."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Connection
+
+from allocate import metrics
+from allocate.process import Allocation, allocate, needed_units
+from allocate.projection import existing_shipments, load_candidates, reserve
+from runtime.projection import advance_status, lock_orders, record_events
+from runtime.runner import Context, Emit
+from runtime.settings import Settings
+from schemas.base import SHANGHAI
+from schemas.events import Event, Hold, OrderAccepted, OrderAllocated, OrderHeld, Shipment
+from schemas.order import OrderStatus
+from schemas.topics import ACCEPTED, ALLOCATED, HELD
+
+ALLOCATABLE = {OrderStatus.PAID.value, OrderStatus.BACKORDERED.value}
+ANY_TIME = datetime.min.replace(tzinfo=SHANGHAI)
+CONTENTION_ATTEMPTS = 5
+
+
+class AllocateStage:
+    name = "allocate"
+    sources = (ACCEPTED,)
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.metrics = metrics.build(registry)
+
+    def prepare(self, event: Event, ctx: Context) -> OrderAccepted:
+        return cast(OrderAccepted, event)
+
+    def project(
+        self, conn: Connection, items: Sequence[OrderAccepted], ctx: Context
+    ) -> list[Emit]:
+        rows = lock_orders(conn, (a.order.id for a in items))
+        emits: list[Emit] = []
+        for accepted in items:
+            emit = self._one(conn, accepted, rows.get(accepted.order.id), ctx)
+            if emit is not None:
+                emits.append(emit)
+        return emits
+
+    def _one(
+        self, conn: Connection, accepted: OrderAccepted, row: dict[str, Any] | None,
+        ctx: Context,
+    ) -> Emit | None:
+        order = accepted.order
+        shipments, rule, at = existing_shipments(conn, order.id)
+        if shipments:
+            return _allocated(accepted, shipments, rule, at)
+        if row is None or row["status"] not in ALLOCATABLE:
+            return None
+        for _ in range(CONTENTION_ATTEMPTS):
+            decision = allocate(order, load_candidates(conn, sorted(needed_units(order))))
+            if isinstance(decision, Hold):
+                return self._hold(conn, accepted, row, decision, ctx)
+            if self._reserve(conn, accepted, row, decision, ctx):
+                shipment = Shipment(warehouse=decision.warehouse, lines=decision.lines,
+                                    reason=decision.reason)
+                return _allocated(accepted, [shipment], decision.rule, ctx.now)
+            self.metrics.contention_retries.inc()
+        raise RuntimeError(f"{order.id}: stock kept changing under {CONTENTION_ATTEMPTS} tries")
+
+    def _reserve(
+        self, conn: Connection, accepted: OrderAccepted, row: dict[str, Any],
+        decision: Allocation, ctx: Context,
+    ) -> bool:
+        savepoint = conn.begin_nested()
+        if not reserve(conn, accepted.order, decision, ctx.now):
+            savepoint.rollback()
+            return False
+        savepoint.commit()
+        advance_status(conn, row, OrderStatus.ALLOCATED, ctx.now, since=ANY_TIME)
+        _history(conn, accepted.order.id, "allocated", OrderStatus.ALLOCATED, ctx,
+                 {"warehouse": decision.warehouse, "rule": decision.rule,
+                  "reason": decision.reason})
+        self.metrics.allocated.inc()
+        return True
+
+    def _hold(
+        self, conn: Connection, accepted: OrderAccepted, row: dict[str, Any], hold: Hold,
+        ctx: Context,
+    ) -> Emit:
+        hold_doc = hold.model_dump(mode="json")
+        if row["status"] != OrderStatus.BACKORDERED.value:
+            advance_status(conn, row, OrderStatus.BACKORDERED, ctx.now, since=ANY_TIME,
+                           hold=hold_doc)
+            _history(conn, accepted.order.id, f"held:{hold.reason}", OrderStatus.BACKORDERED,
+                     ctx, hold_doc)
+            self.metrics.held.labels(reason=hold.reason).inc()
+        held = OrderHeld(order=accepted.order, hold=hold, held_at=ctx.now)
+        return Emit(HELD, accepted.order.id, held)
+
+
+def _allocated(
+    accepted: OrderAccepted, shipments: Sequence[Shipment], rule: str, at: datetime
+) -> Emit:
+    value = OrderAllocated(order=accepted.order, shipments=tuple(shipments), rule=rule,
+                           allocated_at=at)
+    return Emit(ALLOCATED, accepted.order.id, value)
+
+
+def _history(
+    conn: Connection, order_id: str, key: str, status: OrderStatus, ctx: Context,
+    data: dict[str, Any],
+) -> None:
+    record_events(conn, [{"order_id": order_id, "event_key": key, "kind": key.split(":")[0],
+                          "stage": "allocate", "status": status.value, "occurred_at": ctx.now,
+                          "data": data}])
+
+
+def build(settings: Settings, registry: CollectorRegistry) -> AllocateStage:
+    return AllocateStage(registry)

@@ -1,0 +1,121 @@
+"""Allocate's projection: warehouses, stock reservations by conditional decrement, allocations."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from allocate.process import Allocation, WarehouseStock, needed_units
+from schemas.errors import ConfigurationError
+from schemas.events import Shipment, ShipmentLine
+from schemas.order import Order
+
+
+def load_candidates(conn: Connection, skus: Sequence[str]) -> list[WarehouseStock]:
+    """Active warehouses in priority order with their available units of the given SKUs."""
+    warehouses = conn.execute(
+        text("SELECT code FROM warehouses WHERE active ORDER BY priority, code")
+    ).scalars().all()
+    stock: dict[str, dict[str, int]] = {w: {} for w in warehouses}
+    rows = conn.execute(
+        text("SELECT warehouse, sku, available FROM stock WHERE sku = ANY(:skus)"),
+        {"skus": list(skus)},
+    )
+    for warehouse, sku, available in rows:
+        if warehouse in stock:
+            stock[warehouse][sku] = available
+    return [WarehouseStock(w, stock[w]) for w in warehouses]
+
+
+def reserve(conn: Connection, order: Order, alloc: Allocation, now: datetime) -> bool:
+    """Reserve the order's units; False (and nothing applied by the caller) if stock ran out.
+
+    Decrements run in SKU order so concurrent allocators take row locks in the same order,
+    and each succeeds only while `available >= qty` (the CHECK constraint is the backstop).
+    """
+    for sku, qty in sorted(needed_units(order).items()):
+        done = conn.execute(
+            text(
+                "UPDATE stock SET available = available - :q, reserved = reserved + :q, "
+                "updated_at = now() WHERE warehouse = :w AND sku = :s AND available >= :q"
+            ),
+            {"q": qty, "w": alloc.warehouse, "s": sku},
+        )
+        if done.rowcount != 1:
+            return False
+    conn.execute(
+        text(
+            "INSERT INTO allocations (order_id, line_no, warehouse, sku, quantity, rule, reason, "
+            "reserved_at) VALUES (:o, :n, :w, :s, :q, :rule, :reason, :at)"
+        ),
+        [
+            {"o": order.id, "n": ln.line_no, "w": alloc.warehouse, "s": ln.sku,
+             "q": ln.quantity, "rule": alloc.rule, "reason": alloc.reason, "at": now}
+            for ln in alloc.lines
+        ],
+    )
+    return True
+
+
+def existing_shipments(conn: Connection, order_id: str) -> tuple[list[Shipment], str, Any]:
+    """Shipments already reserved for an order (empty when none), their rule and time."""
+    rows = conn.execute(
+        text(
+            "SELECT line_no, warehouse, sku, quantity, rule, reason, reserved_at FROM allocations "
+            "WHERE order_id = :o ORDER BY warehouse, line_no"
+        ),
+        {"o": order_id},
+    ).mappings().all()
+    by_wh: dict[str, list[Any]] = defaultdict(list)
+    for r in rows:
+        by_wh[r["warehouse"]].append(r)
+    shipments = [
+        Shipment(
+            warehouse=w,
+            lines=tuple(ShipmentLine(line_no=r["line_no"], sku=r["sku"], quantity=r["quantity"])
+                        for r in rs),
+            reason=rs[0]["reason"],
+        )
+        for w, rs in by_wh.items()
+    ]
+    first = rows[0] if rows else None
+    return shipments, first["rule"] if first else "", first["reserved_at"] if first else None
+
+
+def add_warehouse(
+    conn: Connection, code: str, name: str, province: str, city: str, priority: int
+) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO warehouses (code, name, province, city, priority, active) VALUES "
+            "(:c, :n, :p, :city, :prio, true) ON CONFLICT (code) DO UPDATE SET name = :n, "
+            "province = :p, city = :city, priority = :prio, active = true"
+        ),
+        {"c": code, "n": name, "p": province, "city": city, "prio": priority},
+    )
+
+
+def set_stock(conn: Connection, warehouse: str, sku: str, on_hand: int) -> int:
+    """Set on-hand units; reserved units stay reserved. Returns the new available count."""
+    reserved = conn.execute(
+        text("SELECT reserved FROM stock WHERE warehouse = :w AND sku = :s FOR UPDATE"),
+        {"w": warehouse, "s": sku},
+    ).scalar_one_or_none() or 0
+    if on_hand < reserved:
+        raise ConfigurationError(
+            f"{warehouse}/{sku} has {reserved} units reserved for orders; on hand cannot be "
+            f"set below that (asked {on_hand})"
+        )
+    conn.execute(
+        text(
+            "INSERT INTO stock (warehouse, sku, on_hand, reserved, available) VALUES "
+            "(:w, :s, :q, 0, :q) ON CONFLICT (warehouse, sku) DO UPDATE SET on_hand = :q, "
+            "available = :q - stock.reserved, updated_at = now()"
+        ),
+        {"w": warehouse, "s": sku, "q": on_hand},
+    )
+    return on_hand - reserved

@@ -1,0 +1,46 @@
+"""Shopify adapter pieces ingest needs before mapping: unwrapping documents, reading the id."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from schemas.errors import InvalidInput
+
+EXPECTED = "a Shopify order object (with an 'id'), {'order': {...}} or {'orders': [...]}"
+
+
+def unwrap(document: Any) -> list[Mapping[str, Any]]:
+    """The order objects in a bare order, a REST `{"order": ...}` or `{"orders": [...]}` body."""
+    if not isinstance(document, Mapping):
+        raise InvalidInput(f"expected {EXPECTED}, got {type(document).__name__}")
+    if "id" in document:
+        return [document]
+    if "order" in document:
+        return [_order(document["order"], "order")]
+    if "orders" in document:
+        return _orders(document["orders"])
+    keys = ", ".join(sorted(map(str, document))[:5]) or "none"
+    raise InvalidInput(f"expected {EXPECTED}, got an object with keys {keys}")
+
+
+def _orders(value: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list):
+        raise InvalidInput(f"expected an array of orders, got {type(value).__name__}", "orders")
+    return [_order(item, f"orders[{i}]") for i, item in enumerate(value)]
+
+
+def _order(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping) or "id" not in value:
+        raise InvalidInput("expected a Shopify order object with an 'id'", path=path)
+    return value
+
+
+def native_id(payload: Mapping[str, Any]) -> str:
+    """The order's `id` as a string of digits, exactly as sent (ids exceed 2^53)."""
+    value = payload.get("id")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return value
+    raise InvalidInput(f"expected a positive integer order id, got {value!r}", path="id")

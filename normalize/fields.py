@@ -1,0 +1,119 @@
+"""Typed readers for native payload fields; every failure is an InvalidInput naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from schemas.errors import InvalidInput
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def child(path: str, key: str | int) -> str:
+    """The path of `key` inside `path`: `a.b`, `a[3]`."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def required(obj: Mapping[str, Any], key: str, path: str = "") -> Any:
+    """`obj[key]`, which must be present and not null."""
+    value = obj.get(key)
+    if value is None:
+        raise InvalidInput("required field is missing or null", path=child(path, key))
+    return value
+
+
+def as_mapping(value: Any, path: str) -> Mapping[str, Any]:
+    """`value` as a JSON object."""
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"expected an object, got {type(value).__name__}", path=path or None)
+    return value
+
+
+def as_list(value: Any, path: str) -> Sequence[Any]:
+    """`value` as a JSON array."""
+    if not isinstance(value, list | tuple):
+        raise InvalidInput(f"expected an array, got {type(value).__name__}", path=path)
+    return value
+
+
+def amount_at(value: Any, path: str, key: str) -> Decimal:
+    """The decimal `value[key]` of an object such as `{"amount": "9.90"}`."""
+    return as_decimal(required(as_mapping(value, path), key, path), child(path, key))
+
+
+def as_text(value: Any, path: str) -> str:
+    """`value` as a string."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"expected a string, got {type(value).__name__}", path=path)
+    return value
+
+
+def optional_text(value: Any, path: str) -> str | None:
+    """`value` as a string, or None when it is null or empty."""
+    if value is None:
+        return None
+    return as_text(value, path) or None
+
+
+def as_int(value: Any, path: str) -> int:
+    """`value` as an integer; a JSON float or a bool is refused, never truncated."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"expected an integer, got {type(value).__name__}", path=path)
+    return value
+
+
+def id_text(value: Any, path: str) -> str:
+    """An id sent as an integer or a digit string, as a string (never through float)."""
+    if isinstance(value, str) and value.isdigit() and value.isascii():
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    raise InvalidInput(f"expected an integer id, got {value!r}", path=path)
+
+
+def as_decimal(value: Any, path: str) -> Decimal:
+    """A decimal string (or integer) as a finite Decimal; a float is refused as inexact."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidInput(f"expected a decimal string, got {type(value).__name__}", path=path)
+    try:
+        amount = Decimal(value)
+    except InvalidOperation as e:
+        raise InvalidInput(f"not a decimal number: {value!r}", path=path) from e
+    if not amount.is_finite():
+        raise InvalidInput(f"not a finite amount: {value!r}", path=path)
+    return amount
+
+
+def iso_time(value: Any, path: str) -> datetime:
+    """An ISO-8601 time with an offset or `Z`; a naive time is refused."""
+    text = as_text(value, path)
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError as e:
+        raise InvalidInput(f"not an ISO-8601 time: {text!r}", path=path) from e
+    if parsed.utcoffset() is None:
+        raise InvalidInput(f"time has no offset: {text!r}", path=path)
+    return parsed
+
+
+def build(model: type[M], path: str = "", **fields: Any) -> M:
+    """`model(**fields)`, with a contract violation reported as InvalidInput at its field."""
+    try:
+        return model(**fields)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise InvalidInput(first["msg"], path=loc_path(first["loc"], path) or None) from e
+
+
+def loc_path(loc: Sequence[str | int], path: str = "") -> str:
+    """A pydantic error location as a field path: ("lines", 0, "sku") -> `lines[0].sku`."""
+    for key in loc:
+        path = child(path, key)
+    return path

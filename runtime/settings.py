@@ -1,0 +1,90 @@
+"""orderhub settings: one frozen object read from ORDERHUB_* variables (nested with __)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from normalize.rates import DEFAULT_RATES
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port]; unset → the embedded broker"
+    )
+    topic_prefix: str = Field(default="", description="prepended to every topic name")
+    group_prefix: str = Field(default="orderhub", description="consumer group = prefix-stage")
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    session_timeout_s: float = Field(default=6.0, gt=0)
+    commit_interval_s: float = Field(default=1.0, gt=0)
+
+
+class DatabaseSettings(_Section):
+    url: str | None = Field(default=None, description="SQLAlchemy URL; unset → embedded Postgres")
+    pool_size: int = Field(default=5, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _psycopg_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for plain in ("postgresql://", "postgres://"):
+            if value.startswith(plain):
+                return "postgresql+psycopg://" + value[len(plain) :]
+        return value
+
+
+class StageSettings(_Section):
+    batch_size: int = Field(default=500, ge=1)
+    batch_within_s: float = Field(default=0.2, gt=0)
+    retry_attempts: int = Field(default=5, ge=1)
+    retry_max_wait_s: float = Field(default=8.0, gt=0)
+
+
+class MetricsSettings(_Section):
+    port: int = Field(default=9464, ge=0, description="0 disables the metrics endpoint")
+    host: str = "127.0.0.1"
+
+
+class Settings(BaseSettings):
+    """Everything a process needs, built once in the composition root and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORDERHUB_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    data_dir: Path = Field(default=Path(".orderhub"), description="embedded services' home")
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    stage: StageSettings = StageSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    rates: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {c: dict(r) for c, r in DEFAULT_RATES.items()},
+        description="currency -> {effective date: CNY per unit}",
+    )
+    notify_channels: tuple[str, ...] = ("log",)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ORDERHUB_* variables, so a child process sees exactly them."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(mode="json").items():
+            if isinstance(value, dict) and name != "rates":
+                for sub, v in value.items():
+                    if v is not None:
+                        env[f"ORDERHUB_{name.upper()}__{sub.upper()}"] = _env_text(v)
+            else:
+                env[f"ORDERHUB_{name.upper()}"] = _env_text(value)
+        return env
+
+
+def _env_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

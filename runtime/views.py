@@ -1,0 +1,65 @@
+"""Read models for the CLI: one order with everything decided about it, and order lists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from schemas.order import Order
+
+
+def order_view(conn: Connection, order_id: str) -> dict[str, Any] | None:
+    """The canonical order (DESIGN section 3) plus shipments, hold, notifications, events."""
+    row = conn.execute(
+        text("SELECT document, status, hold, duplicate_of FROM orders WHERE id = :id"),
+        {"id": order_id},
+    ).mappings().first()
+    if row is None:
+        return None
+    # JSONB does not keep key order; the model gives the canonical field order back.
+    view = Order.model_validate(row["document"]).model_dump(mode="json")
+    view.update(status=row["status"], hold=row["hold"], duplicate_of=row["duplicate_of"])
+    view["shipments"] = _shipments(conn, order_id)
+    view["notifications"] = _rows(
+        conn, "SELECT event, channel, state, message, claimed_at, sent_at FROM notifications "
+        "WHERE order_id = :id ORDER BY claimed_at, id", order_id)
+    view["events"] = _rows(
+        conn, "SELECT kind, stage, status, occurred_at, recorded_at, data FROM order_events "
+        "WHERE order_id = :id ORDER BY recorded_at, id", order_id)
+    return view
+
+
+def list_orders(
+    conn: Connection, status: str | None, channel: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Order summaries, most recently paid first."""
+    return _rows(
+        conn,
+        "SELECT id, channel, shop, status, paid_at, currency, paid_amount, paid_cny FROM orders "
+        "WHERE (CAST(:status AS text) IS NULL OR status = :status) "
+        "AND (CAST(:channel AS text) IS NULL OR channel = :channel) "
+        "ORDER BY paid_at DESC NULLS LAST, id LIMIT :limit",
+        None, status=status, channel=channel, limit=limit,
+    )
+
+
+def status_counts(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(text("SELECT status, count(*) FROM orders GROUP BY status ORDER BY 1"))
+    return {status: n for status, n in rows}
+
+
+def _shipments(conn: Connection, order_id: str) -> list[dict[str, Any]]:
+    rows = _rows(conn, "SELECT warehouse, line_no, sku, quantity, rule, reason FROM allocations "
+                 "WHERE order_id = :id ORDER BY warehouse, line_no", order_id)
+    shipments: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        s = shipments.setdefault(r["warehouse"], {"warehouse": r["warehouse"], "lines": [],
+                                                  "rule": r["rule"], "reason": r["reason"]})
+        s["lines"].append({"line_no": r["line_no"], "sku": r["sku"], "quantity": r["quantity"]})
+    return list(shipments.values())
+
+
+def _rows(conn: Connection, sql: str, order_id: str | None, **params: Any) -> list[dict[str, Any]]:
+    result = conn.execute(text(sql), {"id": order_id, **params}).mappings()
+    return [dict(r) for r in result]
