@@ -40,7 +40,7 @@ def read_documents(path: Path) -> Iterator[Document]:
         return
     try:
         whole = _loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         yield from _unparsed(text, e)
         return
     if isinstance(whole, list):
@@ -87,7 +87,7 @@ def _object_document(position: str, value: Any, source: str) -> Document:
     return Document(position, None, error, raw)
 
 
-def _unparsed(text: str, error: ValueError) -> Iterator[Document]:
+def _unparsed(text: str, error: Exception) -> Iterator[Document]:
     # A broken array or a broken pretty-printed object is one error, not one error per line;
     # JSON lines are recognised by at least one line that is a whole object by itself.
     lines = text.splitlines()
@@ -100,15 +100,15 @@ def _unparsed(text: str, error: ValueError) -> Iterator[Document]:
 def _is_object_line(line: str) -> bool:
     try:
         return isinstance(_loads(line), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
-def _error_position(error: ValueError) -> str:
+def _error_position(error: Exception) -> str:
     return f"line {error.lineno}" if isinstance(error, json.JSONDecodeError) else "file"
 
 
-def _whole_file_error(error: ValueError) -> str:
+def _whole_file_error(error: Exception) -> str:
     return f"{_error_position(error)}: invalid JSON: {_reason(error)}"
 
 
@@ -121,12 +121,12 @@ def _json_lines(lines: list[str]) -> Iterator[Document]:
 def _json_line(position: str, line: str) -> Document:
     try:
         value = _loads(line)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         return Document(position, None, f"{position}: invalid JSON: {_reason(e)}", line.encode())
     return _object_document(position, value, line)
 
 
-def _reason(error: ValueError) -> str:
+def _reason(error: Exception) -> str:
     if isinstance(error, json.JSONDecodeError):
         return f"{error.msg} (column {error.colno})"
     return str(error)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -12,6 +12,8 @@ from pydantic import BaseModel, ValidationError
 from schemas.errors import InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
+MAX_DIGITS = 13
+"""Amounts have fewer integer digits than this; more is garbage, and would overflow arithmetic."""
 
 
 def child(path: str, key: str | int) -> str:
@@ -86,8 +88,8 @@ def as_decimal(value: Any, path: str) -> Decimal:
         amount = Decimal(value)
     except InvalidOperation as e:
         raise InvalidInput(f"not a decimal number: {value!r}", path=path) from e
-    if not amount.is_finite():
-        raise InvalidInput(f"not a finite amount: {value!r}", path=path)
+    if not amount.is_finite() or amount.adjusted() >= MAX_DIGITS:
+        raise InvalidInput(f"not a plausible amount: {value!r}", path=path)
     return amount
 
 
@@ -100,6 +102,10 @@ def iso_time(value: Any, path: str) -> datetime:
         raise InvalidInput(f"not an ISO-8601 time: {text!r}", path=path) from e
     if parsed.utcoffset() is None:
         raise InvalidInput(f"time has no offset: {text!r}", path=path)
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError as e:
+        raise InvalidInput(f"time out of range: {text!r}", path=path) from e
     return parsed
 
 

@@ -118,6 +118,7 @@ def run_up(settings: Settings, demo: int, metrics_port: int, report: Report) -> 
         try:
             _watch(procs, make_engine(endpoints.database_url), report)
         finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup
             report("stopping stages…")
             procs.stop()
     report("stopped")

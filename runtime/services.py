@@ -76,7 +76,10 @@ class TansuBroker:
         out: IO[bytes] | int = subprocess.DEVNULL
         if self.log_path is not None:
             self._log = out = self.log_path.open("ab")
-        self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        # Its own session: a terminal's Ctrl-C reaches the stages, and the hub stops the broker
+        # only after they have committed and left their groups.
+        self._proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
         wait_for_port("127.0.0.1", self.port)
 
     def stop(self) -> None:

@@ -137,3 +137,9 @@ def test_a_csv_with_duplicate_columns_is_refused(tmp_path: Path) -> None:
     rows = list(read_csv_rows(write(tmp_path, "sku,qty,sku\na,1,b\n", "orders.csv")))
     assert len(rows) == 1
     assert rows[0].error == "line 1: duplicate columns sku"
+
+
+def test_absurdly_deep_nesting_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    docs = read(tmp_path, '{"id": 1}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert docs[0].value == {"id": 1}
+    assert docs[1].error is not None and docs[1].error.startswith("line 2: invalid JSON")

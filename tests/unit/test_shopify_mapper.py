@@ -265,6 +265,8 @@ def break_line(key: str, value: Any) -> dict[str, Any]:
         (payload(total_price=267.58), "total_price"),
         (payload(total_price="lots"), "total_price"),
         (payload(total_price="NaN"), "total_price"),
+        (payload(total_price="1e999999"), "total_price"),
+        (payload(created_at="0001-01-01T00:00:00+08:00"), "created_at"),
         (payload(currency=None), "currency"),
         (payload(currency="DOLLARS"), "currency"),
         (payload(created_at=1737691815), "created_at"),
@@ -315,3 +317,37 @@ def test_every_demo_order_maps_and_its_amounts_add_up(n: int, seed: int, start: 
         assert net == order.goods_amount - order.discount_amount
         assert net + order.shipping_amount == order.paid_amount
         assert order.paid_cny >= order.paid_amount
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=6,
+)
+ORDER_KEYS = sorted(payload())
+LINE_KEYS = sorted(payload()["line_items"][0])
+ADDRESS_KEYS = sorted(payload()["shipping_address"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    where=st.sampled_from(["order", "line", "address"]),
+    index=st.integers(0, 100),
+    value=json_values,
+)
+def test_any_value_in_any_field_either_maps_or_is_invalid_input(
+    where: str, index: int, value: Any
+) -> None:
+    body = payload()
+    target, keys = {
+        "order": (body, ORDER_KEYS),
+        "line": (body["line_items"][0], LINE_KEYS),
+        "address": (body["shipping_address"], ADDRESS_KEYS),
+    }[where]
+    target[keys[index % len(keys)]] = value
+    try:
+        order = map_order(body, shop=SHOP, rates=RATES)
+    except InvalidInput as e:
+        assert str(e)
+    else:
+        assert order.id.startswith("SHOP")
