@@ -1,0 +1,1 @@
+"""The benchmark harness: raw Kafka passthrough vs each stage alone vs the whole pipeline."""

@@ -1,0 +1,109 @@
+"""Real stage worker processes for the benchmark, and how far their consumer groups have got."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from sqlalchemy import Engine, text
+
+from runtime.kafka import group_lag
+from runtime.services import Endpoints
+from runtime.settings import Settings
+from runtime.stages import STAGES, group_id
+from schemas.errors import OrderhubError
+
+REPO = Path(__file__).resolve().parent.parent
+PR_SET_PDEATHSIG = 1
+
+
+class BenchTimeout(OrderhubError):
+    """A phase or the whole run took longer than allowed."""
+
+
+class Deadline:
+    """A point in monotonic time that a phase must finish by."""
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.at = time.monotonic() + seconds
+        self.seconds = seconds
+        self.what = what
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise BenchTimeout(f"{self.what} did not finish within {self.seconds:.0f}s")
+
+    def remaining(self) -> float:
+        return max(self.at - time.monotonic(), 0.0)
+
+
+def _die_with_parent() -> None:
+    # Same guarantee as the supervisor's workers: no stage outlives an interrupted benchmark.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def spawn(name: str, settings: Settings, endpoints: Endpoints, log_dir: Path) -> subprocess.Popen[bytes]:
+    """`orderhub stage NAME` as its own process, its output in log_dir/NAME.log."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERHUB_")}
+    env.update(settings.to_env())
+    env.update(ORDERHUB_KAFKA__BOOTSTRAP=endpoints.bootstrap,
+               ORDERHUB_DATABASE__URL=endpoints.database_url)
+    cmd = [sys.executable, "-m", "runtime.cli", "stage", name, "--metrics-port", "0"]
+    with (log_dir / f"{name}.log").open("ab") as out:
+        return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=_die_with_parent)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if the worker has not left its group in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def ensure_running(procs: dict[str, subprocess.Popen[bytes]], log_dir: Path) -> None:
+    for name, proc in procs.items():
+        if (rc := proc.poll()) is not None:
+            raise OrderhubError(f"stage {name} exited with code {rc}; see {log_dir}/{name}.log")
+
+
+def tracked(engine: Engine, group: str) -> int:
+    """Inputs the group has processed, from the runner's tracking rows (one per batch)."""
+    with engine.connect() as conn:
+        done = conn.execute(
+            text("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE group_id = :g"),
+            {"g": group},
+        ).scalar_one()
+    return int(done)
+
+
+def topic_end(bootstrap: str, topics: Iterable[str], partitions: int) -> int:
+    """Messages in the topics: the sum of their partitions' high watermarks."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
+    try:
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(t, p), timeout=15, cached=False)[1]
+            for t in topics for p in range(partitions)
+        )
+    finally:
+        consumer.close()
+
+
+def lag(settings: Settings, endpoints: Endpoints, names: Iterable[str]) -> int:
+    """Unprocessed messages of the named stages' groups, read in pipeline order."""
+    prefix = settings.kafka.topic_prefix
+    wanted = set(names)
+    groups = {group_id(settings, n): [s.full_name(prefix) for s in STAGES[n].sources]
+              for n in STAGES if n in wanted}
+    return sum(p.lag for p in group_lag(endpoints.bootstrap, groups, settings.kafka.partitions))

@@ -1,0 +1,83 @@
+"""The workload: demo Shopify webhooks as RawOrderReceived envelopes, their stock, producing them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Producer
+from sqlalchemy import Connection
+
+from allocate.projection import add_warehouse, set_stock
+from ingest import shopify
+from ingest.agent import produce_all
+from ingest.demo import demo_warehouse, generate_shopify_orders, required_stock
+from ingest.process import raw_key
+from runtime.db import in_transaction, make_engine
+from runtime.settings import Settings
+from schemas.base import SHANGHAI
+from schemas.events import RawOrderReceived
+from schemas.order import Channel, canonical_id
+from schemas.topics import RAW
+
+SEED = 20261111
+DEMO_START = datetime(2026, 11, 11, tzinfo=SHANGHAI)
+Orders = Sequence[tuple[str, dict[str, Any]]]
+Message = tuple[str, str, bytes]
+
+
+def demo_orders(n: int) -> list[tuple[str, dict[str, Any]]]:
+    """n deterministic paid Shopify orders/create bodies as (shop, payload)."""
+    return generate_shopify_orders(n, seed=SEED, start=DEMO_START)
+
+
+def envelope(shop: str, payload: dict[str, Any], received_at: datetime) -> RawOrderReceived:
+    """The envelope ingest's webhook receiver would write for this payload."""
+    native = shopify.native_id(payload)
+    return RawOrderReceived(
+        channel=Channel.SHOPIFY.value, shop=shop, native_id=native, transport="webhook",
+        received_at=received_at, delivery_id=f"bench:{shop}:{native}", payload=payload,
+    )
+
+
+def raw_messages(orders: Orders, topic: str, received_at: datetime) -> list[Message]:
+    """(topic, key, value) of every order's envelope, serialized as ingest does."""
+    return [
+        (topic, raw_key(e), e.model_dump_json().encode())
+        for e in (envelope(shop, payload, received_at) for shop, payload in orders)
+    ]
+
+
+def produce_orders(
+    producer: Producer, settings: Settings, orders: Orders, chunk: int = 250
+) -> dict[str, float]:
+    """Produce to orders.raw, stamping received_at just before each chunk is produced.
+
+    Returns each canonical order id with its received_at (Unix seconds) for latency figures.
+    """
+    topic = RAW.full_name(settings.kafka.topic_prefix)
+    received: dict[str, float] = {}
+    for start in range(0, len(orders), chunk):
+        now = datetime.now(UTC)
+        part = orders[start : start + chunk]
+        produce_all(producer, settings, raw_messages(part, topic, now))
+        for _shop, payload in part:
+            received[canonical_id(Channel.SHOPIFY, shopify.native_id(payload))] = now.timestamp()
+    return received
+
+
+def stock_up(database_url: str, orders: Orders) -> None:
+    """The demo warehouse with twice the units the orders need, so allocate never holds."""
+    wh = demo_warehouse()
+
+    def work(conn: Connection) -> None:
+        add_warehouse(conn, wh.code, wh.name, wh.province, wh.city, 10)
+        for sku, qty in required_stock(orders).items():
+            set_stock(conn, wh.code, sku, qty * 2)
+
+    engine = make_engine(database_url)
+    try:
+        in_transaction(engine, work)
+    finally:
+        engine.dispose()
