@@ -8,7 +8,7 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.measure import Timing
-from bench.workers import Deadline
+from bench.workers import BenchTimeout, Deadline
 
 
 async def passthrough(
@@ -31,8 +31,7 @@ async def passthrough(
             pump = _pump(consumer, producer, sink, expected, batch_size, started)
             return await asyncio.wait_for(pump, deadline.remaining())
         except TimeoutError as e:
-            deadline.check()
-            raise AssertionError("wait_for timed out before the deadline") from e
+            raise BenchTimeout(deadline.message()) from e
         finally:
             await consumer.stop()
     finally:

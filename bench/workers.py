@@ -8,16 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine, text
 
-from runtime.kafka import group_lag
 from runtime.services import Endpoints
 from runtime.settings import Settings
-from runtime.stages import STAGES, group_id
 from schemas.errors import OrderhubError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +34,10 @@ class Deadline:
 
     def check(self) -> None:
         if time.monotonic() > self.at:
-            raise BenchTimeout(f"{self.what} did not finish within {self.seconds:.0f}s")
+            raise BenchTimeout(self.message())
+
+    def message(self) -> str:
+        return f"{self.what} did not finish within {self.seconds:.0f}s"
 
     def remaining(self) -> float:
         return max(self.at - time.monotonic(), 0.0)
@@ -49,7 +48,9 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(name: str, settings: Settings, endpoints: Endpoints, log_dir: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    name: str, settings: Settings, endpoints: Endpoints, log_dir: Path
+) -> subprocess.Popen[bytes]:
     """`orderhub stage NAME` as its own process, its output in log_dir/NAME.log."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERHUB_")}
     env.update(settings.to_env())
@@ -86,24 +87,3 @@ def tracked(engine: Engine, group: str) -> int:
             {"g": group},
         ).scalar_one()
     return int(done)
-
-
-def topic_end(bootstrap: str, topics: Iterable[str], partitions: int) -> int:
-    """Messages in the topics: the sum of their partitions' high watermarks."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
-    try:
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(t, p), timeout=15, cached=False)[1]
-            for t in topics for p in range(partitions)
-        )
-    finally:
-        consumer.close()
-
-
-def lag(settings: Settings, endpoints: Endpoints, names: Iterable[str]) -> int:
-    """Unprocessed messages of the named stages' groups, read in pipeline order."""
-    prefix = settings.kafka.topic_prefix
-    wanted = set(names)
-    groups = {group_id(settings, n): [s.full_name(prefix) for s in STAGES[n].sources]
-              for n in STAGES if n in wanted}
-    return sum(p.lag for p in group_lag(endpoints.bootstrap, groups, settings.kafka.partitions))

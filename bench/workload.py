@@ -1,4 +1,4 @@
-"""The workload: demo Shopify webhooks as RawOrderReceived envelopes, their stock, producing them."""
+"""The workload: demo Shopify webhooks as RawOrderReceived envelopes, their stock, and producing."""
 
 from __future__ import annotations
 
