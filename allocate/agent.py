@@ -18,7 +18,7 @@ from runtime.settings import Settings
 from schemas.base import SHANGHAI
 from schemas.events import Event, Hold, OrderAccepted, OrderAllocated, OrderHeld, Shipment
 from schemas.order import OrderStatus
-from schemas.topics import ACCEPTED, ALLOCATED, HELD
+from schemas.topics import ACCEPTED, ALLOCATED, HELD, TopicSpec
 
 ALLOCATABLE = {OrderStatus.PAID.value, OrderStatus.BACKORDERED.value}
 ANY_TIME = datetime.min.replace(tzinfo=SHANGHAI)
@@ -27,7 +27,7 @@ CONTENTION_ATTEMPTS = 5
 
 class AllocateStage:
     name = "allocate"
-    sources = (ACCEPTED,)
+    sources: tuple[TopicSpec, ...] = (ACCEPTED,)
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.metrics = metrics.build(registry)
@@ -94,15 +94,17 @@ class AllocateStage:
             _history(conn, accepted.order.id, f"held:{hold.reason}", OrderStatus.BACKORDERED,
                      ctx, hold_doc)
             self.metrics.held.labels(reason=hold.reason).inc()
-        held = OrderHeld(order=accepted.order, hold=hold, held_at=ctx.now)
+        order = accepted.order.model_copy(update={"status": OrderStatus.BACKORDERED})
+        held = OrderHeld(order=order, hold=hold, held_at=ctx.now)
         return Emit(HELD, accepted.order.id, held)
 
 
 def _allocated(
     accepted: OrderAccepted, shipments: Sequence[Shipment], rule: str, at: datetime
 ) -> Emit:
-    value = OrderAllocated(order=accepted.order, shipments=tuple(shipments), rule=rule,
-                           allocated_at=at)
+    # The order carried downstream shows the status this stage gave it, not the intake status.
+    order = accepted.order.model_copy(update={"status": OrderStatus.ALLOCATED})
+    value = OrderAllocated(order=order, shipments=tuple(shipments), rule=rule, allocated_at=at)
     return Emit(ALLOCATED, accepted.order.id, value)
 
 

@@ -169,10 +169,11 @@ def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
         finished = True
         return results
     finally:
-        if finished:
+        if finished and not args.keep_logs:
             shutil.rmtree(scratch, ignore_errors=True)
         else:
-            log.error("broker and stage logs kept in %s", scratch)
+            log.log(logging.INFO if finished else logging.ERROR,
+                    "broker and stage logs kept in %s", scratch)
 
 
 def _phases(
@@ -217,6 +218,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=900, help="whole run, seconds (default 900)")
     p.add_argument("--phase-timeout", type=float, default=240,
                    help="each phase, seconds (default 240)")
+    p.add_argument("--keep-logs", action="store_true",
+                   help="keep the broker and stage logs (a temp dir) after a successful run")
     args = p.parse_args(argv)
     if args.orders < 1:
         p.error("--orders must be at least 1")

@@ -15,12 +15,12 @@ from normalize.projection import digest
 from runtime.runner import Context, Emit
 from runtime.settings import Settings
 from schemas.events import Event, OrderAccepted, OrderNormalized
-from schemas.topics import ACCEPTED, NORMALIZED
+from schemas.topics import ACCEPTED, NORMALIZED, TopicSpec
 
 
 class DedupStage:
     name = "dedup"
-    sources = (NORMALIZED,)
+    sources: tuple[TopicSpec, ...] = (NORMALIZED,)
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.metrics = metrics.build(registry)

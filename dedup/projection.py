@@ -38,7 +38,9 @@ def claim_first_versions(
     return {order_id: first for order_id, first in found}
 
 
-def record_acceptances(conn: Connection, accepted: Sequence[tuple[str, str, str, datetime]]) -> None:
+def record_acceptances(
+    conn: Connection, accepted: Sequence[tuple[str, str, str, datetime]]
+) -> None:
     """History rows: (order id, verdict, digest, time)."""
     record_events(
         conn,

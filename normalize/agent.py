@@ -15,12 +15,12 @@ from normalize.rates import RateTable
 from runtime.runner import Context, Emit
 from runtime.settings import Settings
 from schemas.events import Event, OrderNormalized, RawOrderReceived
-from schemas.topics import NORMALIZED, RAW
+from schemas.topics import NORMALIZED, RAW, TopicSpec
 
 
 class NormalizeStage:
     name = "normalize"
-    sources = (RAW,)
+    sources: tuple[TopicSpec, ...] = (RAW,)
 
     def __init__(self, rates: RateTable, registry: CollectorRegistry) -> None:
         self.rates = rates

@@ -15,12 +15,12 @@ from notify.projection import claim, load, mark_sent
 from runtime.runner import Context, Emit
 from runtime.settings import Settings
 from schemas.events import BuyerNotified, Event, OrderAllocated
-from schemas.topics import ALLOCATED, NOTIFIED
+from schemas.topics import ALLOCATED, NOTIFIED, TopicSpec
 
 
 class NotifyStage:
     name = "notify"
-    sources = (ALLOCATED,)
+    sources: tuple[TopicSpec, ...] = (ALLOCATED,)
 
     def __init__(self, channels: dict[str, NotificationChannel],
                  registry: CollectorRegistry) -> None:

@@ -23,7 +23,8 @@ def render_allocated(allocated: OrderAllocated) -> Message:
     order = allocated.order
     units = sum(line.quantity for line in order.lines)
     text = (
-        f"您的订单 {order.native_id} 已确认，共 {units} 件商品正在仓库备货，发货后将第一时间通知您。"
+        f"您的订单 {order.native_id} 已确认，共 {units} 件商品正在仓库备货，"
+        "发货后将第一时间通知您。"
     )
     return Message(order_id=order.id, event=EVENT_ALLOCATED, text=text)
 

@@ -90,19 +90,23 @@ def _in_db(work: Any) -> Any:
 def up(
     demo: Annotated[int, typer.Option(help="Feed N generated orders and a demo warehouse.",
                                       min=0)] = 0,
-    metrics_port: Annotated[int, typer.Option(
-        help="First metrics port; stage i serves on port+i; 0 disables.")] = 9464,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="First metrics port; stage i serves on port+i; 0 disables. "
+        "[default: ORDERHUB_METRICS__PORT or 9464]")] = None,
 ) -> None:
     """Start the hub: embedded broker and Postgres unless configured, every stage, metrics."""
     from runtime.hub import run_up
 
-    raise typer.Exit(run_up(settings(), demo, metrics_port, say))
+    s = settings()
+    port = s.metrics.port if metrics_port is None else metrics_port
+    raise typer.Exit(run_up(s, demo, port, say))
 
 
 @app.command()
 def stage(
     name: Annotated[str, typer.Argument(help="normalize, dedup, allocate or notify")],
-    metrics_port: Annotated[int, typer.Option(help="Serve metrics here; 0 disables.")] = 0,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve metrics here; 0 disables. [default: ORDERHUB_METRICS__PORT or 9464]")] = None,
 ) -> None:
     """Run one stage worker (scale out by running more, up to the partition count)."""
     from runtime.services import discover
@@ -112,7 +116,8 @@ def stage(
     if name not in STAGES:
         hint = (" (file import is `orderhub ingest CHANNEL PATH`)" if name == "ingest" else "")
         raise ConfigurationError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}{hint}")
-    run_stage(name, settings(), discover(settings()), metrics_port)
+    s = settings()
+    run_stage(name, s, discover(s), s.metrics.port if metrics_port is None else metrics_port)
 
 
 @app.command()
@@ -135,11 +140,10 @@ def ingest(
     shop: Annotated[str, typer.Option(help="Shop the orders belong to.")] = "default",
 ) -> None:
     """Write every order in a channel's export file to orders.raw."""
+    from ingest.agent import ingest_file
     from runtime.db import make_engine
     from runtime.kafka import make_producer
     from runtime.services import discover
-
-    from ingest.agent import ingest_file
 
     s = settings()
     endpoints = discover(s)

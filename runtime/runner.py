@@ -22,8 +22,13 @@ from typing import Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine
-from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt
-from tenacity import wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from runtime.db import in_transaction
 from runtime.metrics import StageMetrics

