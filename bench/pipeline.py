@@ -16,8 +16,7 @@ from sqlalchemy import Engine, text
 from bench.measure import Timing
 from bench.offsets import group_lag, log_ends, stage_groups
 from bench.workers import Deadline, ensure_running, spawn, stop
-from bench.workload import Orders, produce_orders
-from runtime.kafka import make_producer
+from bench.workload import Orders, ingest_producer, produce_orders
 from runtime.services import Endpoints
 from runtime.settings import Settings
 from runtime.stages import STAGES
@@ -62,7 +61,7 @@ def run_pipeline(
             procs[name] = spawn(name, settings, endpoints, log_dir)
             stack.callback(stop, procs[name])
         watch = _Watch(procs, settings, endpoints, engine, log_dir)
-        producer = make_producer(endpoints.bootstrap, "orderhub-bench")
+        producer = stack.enter_context(ingest_producer(endpoints.bootstrap))
         started = time.perf_counter()
         produce_orders(producer, settings, warmup)
         watch.until_drained(len(warmup), started, Deadline(phase_timeout, "pipeline warm-up"))
@@ -121,25 +120,24 @@ def notified_at(
     bootstrap: str, topic: str, partitions: int, deadline: Deadline
 ) -> dict[str, tuple[float, int]]:
     """Each order's earliest BuyerNotified message timestamp (Unix seconds) and its type."""
+    ends = log_ends(bootstrap, [topic], partitions)
+    left = {p for (_t, p), end in ends.items() if end > 0}
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-reader",
                          "enable.auto.commit": False})
+    stamps: dict[str, tuple[float, int]] = {}
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=15)[1] for tp in tps}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
-                         for p, end in ends.items() if end > 0])
-        left = sum(ends.values())
-        stamps: dict[str, tuple[float, int]] = {}
-        while left > 0:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in left])
+        while left:
             deadline.check()
             for msg in consumer.consume(500, timeout=1.0):
                 if msg.error() is not None:
                     raise OrderhubError(f"reading {topic}: {msg.error()}")
-                left -= 1
                 kind, ms = msg.timestamp()
                 order = BuyerNotified.model_validate_json(msg.value() or b"").order_id
                 if order not in stamps or ms / 1000 < stamps[order][0]:
                     stamps[order] = (ms / 1000, kind)
+                if (msg.offset() or 0) + 1 >= ends[(topic, msg.partition() or 0)]:
+                    left.discard(msg.partition() or 0)
         return stamps
     finally:
         consumer.close()

@@ -25,10 +25,17 @@ from bench.report import Figure, table, write_results
 from bench.services import Postgres, broker, fresh_database, postgres_server
 from bench.stages import time_stage
 from bench.workers import BenchTimeout, Deadline
-from bench.workload import Orders, demo_orders, produce_orders, raw_messages, stock_up
+from bench.workload import (
+    Orders,
+    demo_orders,
+    ingest_producer,
+    produce_orders,
+    raw_messages,
+    stock_up,
+)
 from ingest.agent import produce_all
 from runtime.db import make_engine, migrate
-from runtime.kafka import create_topics, make_producer
+from runtime.kafka import create_topics
 from runtime.services import Endpoints
 from runtime.settings import Settings
 from runtime.stages import STAGES
@@ -73,7 +80,8 @@ def run_passthrough(bench: Bench, orders: Orders) -> dict[str, Any]:
     bench.topics(s, (RAW, NORMALIZED))
     source, sink = RAW.full_name(s.kafka.topic_prefix), NORMALIZED.full_name(s.kafka.topic_prefix)
     messages = raw_messages(orders, source, datetime.now(UTC))
-    produce_all(make_producer(bench.bootstrap, "orderhub-bench"), s, messages)
+    with ingest_producer(bench.bootstrap) as producer:
+        produce_all(producer, s, messages)
     log.info("(a) passthrough of %d messages", len(messages))
     timing = asyncio.run(passthrough(
         bench.bootstrap, source, sink, group=f"{s.kafka.group_prefix}-passthrough",
@@ -92,7 +100,8 @@ def run_stages(bench: Bench, stack: ExitStack, orders: Orders) -> dict[str, Any]
     s = bench.settings("stages")
     url = stack.enter_context(fresh_database(bench.server, f"bench_{bench.run_id}_stages"))
     _prepare(bench, s, url, orders)
-    produce_orders(make_producer(bench.bootstrap, "orderhub-bench"), s, orders, len(orders))
+    with ingest_producer(bench.bootstrap) as producer:
+        produce_orders(producer, s, orders, len(orders))
     engine = make_engine(url)
     stack.callback(engine.dispose)
     out: dict[str, Any] = {}

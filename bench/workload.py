@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from ingest.agent import produce_all
 from ingest.demo import demo_warehouse, generate_shopify_orders, required_stock
 from ingest.process import raw_key
 from runtime.db import in_transaction, make_engine
+from runtime.kafka import make_producer
 from runtime.settings import Settings
 from schemas.base import SHANGHAI
 from schemas.events import RawOrderReceived
@@ -25,6 +27,16 @@ SEED = 20261111
 DEMO_START = datetime(2026, 11, 11, tzinfo=SHANGHAI)
 Orders = Sequence[tuple[str, dict[str, Any]]]
 Message = tuple[str, str, bytes]
+
+
+@contextmanager
+def ingest_producer(bootstrap: str) -> Iterator[Producer]:
+    """ingest's producer (idempotent, acks=all), closed before the broker goes away."""
+    producer = make_producer(bootstrap, "orderhub-bench")
+    try:
+        yield producer
+    finally:
+        producer.close()
 
 
 def demo_orders(n: int) -> list[tuple[str, dict[str, Any]]]:

@@ -19,7 +19,15 @@ from ingest.agent import ingest_file
 from ingest.demo import demo_warehouse, generate_shopify_orders, required_stock
 from runtime.db import in_transaction, make_engine, migrate
 from runtime.kafka import create_topics, make_producer
-from runtime.services import EmbeddedPostgres, Endpoints, TansuBroker, discover, forget, record
+from runtime.services import (
+    EmbeddedPostgres,
+    Endpoints,
+    TansuBroker,
+    discover,
+    forget,
+    reap_orphans,
+    record,
+)
 from runtime.settings import Settings
 from runtime.supervisor import StageProcesses, wait_until_drained
 from runtime.views import status_counts
@@ -52,6 +60,8 @@ def services(settings: Settings, report: Report) -> Iterator[Endpoints]:
             f"{running.bootstrap}); stop it first or use another --data-dir"
         )
     data_dir.mkdir(parents=True, exist_ok=True)
+    for pid in reap_orphans(data_dir):
+        report(f"stopped broker {pid} left behind by a hub that was killed")
     broker = pg = None
     try:
         bootstrap = settings.kafka.bootstrap

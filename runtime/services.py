@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -137,6 +138,29 @@ def record(data_dir: Path, endpoints: Endpoints, pids: dict[str, int]) -> Path:
 
 def forget(data_dir: Path) -> None:
     (data_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def reap_orphans(data_dir: Path) -> list[int]:
+    """Stop the broker a killed hub left behind (it runs in its own session); return its pid.
+
+    Only a recorded broker whose hub is gone and whose command line is Tansu's is touched.
+    """
+    path = data_dir / STATE_FILE
+    if not path.exists():
+        return []
+    pids = json.loads(path.read_text()).get("pids", {})
+    hub, broker = pids.get("hub"), pids.get("broker")
+    if hub is None or broker is None or _alive(int(hub)) or not _is_tansu(int(broker)):
+        return []
+    os.kill(int(broker), signal.SIGTERM)
+    return [int(broker)]
+
+
+def _is_tansu(pid: int) -> bool:
+    try:
+        return b"tansu" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:
