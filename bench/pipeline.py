@@ -32,14 +32,15 @@ class Latency:
     """raw → notified seconds over the measured orders."""
 
     count: int
+    min: float
     p50: float
     p99: float
     max: float
     timestamp_type: str
 
     def as_dict(self) -> dict[str, float | int | str]:
-        return {"orders": self.count, "p50_s": self.p50, "p99_s": self.p99, "max_s": self.max,
-                "notified_timestamp": self.timestamp_type}
+        return {"orders": self.count, "min_s": self.min, "p50_s": self.p50, "p99_s": self.p99,
+                "max_s": self.max, "notified_timestamp": self.timestamp_type}
 
 
 @dataclass(frozen=True)
@@ -152,4 +153,4 @@ def latency(received: dict[str, float], stamps: dict[str, tuple[float, int]]) ->
     cuts = statistics.quantiles(seconds, n=100, method="inclusive")
     kinds = {stamps[o][1] for o in received}
     kind = "CreateTime" if kinds == {TIMESTAMP_CREATE_TIME} else f"types {sorted(kinds)}"
-    return Latency(len(seconds), cuts[49], cuts[98], seconds[-1], kind)
+    return Latency(len(seconds), seconds[0], cuts[49], cuts[98], seconds[-1], kind)

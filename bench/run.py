@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import os
-import platform
 import shutil
 import signal
 import sys
@@ -20,8 +19,8 @@ from typing import Any
 
 from bench.offsets import log_ends
 from bench.passthrough import passthrough
-from bench.pipeline import run_pipeline
-from bench.report import Figure, table, write_results
+from bench.pipeline import PipelineRun, run_pipeline
+from bench.report import figures, machine, table, write_results
 from bench.services import Postgres, broker, fresh_database, postgres_server
 from bench.stages import time_stage
 from bench.workers import BenchTimeout, Deadline
@@ -118,7 +117,9 @@ def run_stages(bench: Bench, stack: ExitStack, orders: Orders) -> dict[str, Any]
     return out
 
 
-def run_end_to_end(bench: Bench, stack: ExitStack, warmup: Orders, orders: Orders) -> Any:
+def run_end_to_end(
+    bench: Bench, stack: ExitStack, warmup: Orders, orders: Orders
+) -> PipelineRun:
     """(c): every stage running; a burst of orders into orders.raw until notify has no lag."""
     s = bench.settings("e2e")
     url = stack.enter_context(fresh_database(bench.server, f"bench_{bench.run_id}_e2e"))
@@ -134,36 +135,6 @@ def _prepare(bench: Bench, settings: Settings, url: str, orders: Orders) -> None
     migrate(url)
     bench.topics(settings)
     stock_up(url, orders)
-
-
-def figures(results: dict[str, Any], n: int) -> tuple[list[Figure], float]:
-    """Table rows and the baseline rate (a)."""
-    a = results["passthrough"]["timing"]
-    baseline = a["steady_rate"] or a["total_rate"]  # no steady rate when one batch held all
-    rows = [Figure("(a) aiokafka passthrough, steady", a["steady_rate"], "msg/s")]
-    rows = rows if a["steady_rate"] else []
-    rows.append(Figure("(a) aiokafka passthrough, incl. group join", a["total_rate"], "msg/s"))
-    for name, t in results["stages"].items():
-        if t["steady_rate"] is not None:
-            rows.append(Figure(f"(b) {name} alone, steady", t["steady_rate"], "msg/s"))
-        rows.append(Figure(f"(b) {name} alone, from process start", t["total_rate"], "msg/s"))
-        rows.append(Figure(f"(b) {name} start → first batch done", t["first_batch_s"], "s",
-                           rate=False))
-    c = results["end_to_end"]
-    rows += [Figure(f"(c) end to end, {n} orders until notify lag 0", c["timing"]["total_rate"],
-                    "orders/s"),
-             Figure("(c) latency raw → notified, p50", c["latency"]["p50_s"], "s", rate=False),
-             Figure("(c) latency raw → notified, p99", c["latency"]["p99_s"], "s", rate=False)]
-    return rows, baseline
-
-
-def machine() -> dict[str, Any]:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    mem = next((int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
-                if ln.startswith("MemTotal")), 0)
-    return {"cpus": os.cpu_count(), "cpu_model": cpu, "ram_gib": round(mem / 2**20, 1),
-            "python": platform.python_version(), "kernel": platform.release()}
 
 
 def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
@@ -190,7 +161,7 @@ def _phases(
 ) -> dict[str, Any]:
     bootstrap = stack.enter_context(broker(scratch / "broker.log"))
     server = stack.enter_context(postgres_server(scratch))
-    run_id = stamp.lower().replace("t", "").replace("z", "")
+    run_id = f"{stamp.lower().replace('t', '').replace('z', '')}_{os.getpid()}"
     bench = Bench(Settings(), run_id, bootstrap, server, scratch, args.phase_timeout)
     orders = demo_orders(WARMUP + args.orders)
     warmup, measured = orders[:WARMUP], orders[WARMUP:]

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from ingest import metrics
-from ingest.files import Document, read_documents
+from ingest.files import Document
 from ingest.process import Rejected, adapter_for, envelopes, raw_key
 from ingest.projection import record_rejections
 from runtime.db import in_transaction
@@ -45,9 +45,9 @@ def ingest_file(
     engine: Engine, registry: CollectorRegistry | None = None,
 ) -> IngestReport:
     """Produce every order in the file to orders.raw; dead-letter what cannot be read."""
-    adapter_for(channel)  # fail before reading anything when the channel is wrong
+    adapter = adapter_for(channel)  # fail before reading anything when the channel is wrong
     source = file_source(path)
-    docs: Iterable[Document] = read_documents(path)
+    docs: Iterable[Document] = adapter.read(path)
     found = list(envelopes(channel, shop, docs, source=source, received_at=datetime.now(UTC)))
     good = [e for e in found if isinstance(e, RawOrderReceived)]
     bad = tuple(e for e in found if isinstance(e, Rejected))

@@ -8,14 +8,14 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
-from ingest import shopify
+from ingest import csv, shopify
 from ingest.files import Document
 from schemas.errors import InvalidInput
 from schemas.events import RawOrderReceived
 from schemas.order import Channel
 
 # Channel adapters that know how to unwrap API responses and find the native id.
-ADAPTERS: Mapping[Channel, ModuleType] = {Channel.SHOPIFY: shopify}
+ADAPTERS: Mapping[Channel, ModuleType] = {Channel.SHOPIFY: shopify, Channel.CSV: csv}
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+from ingest.files import Document, read_documents
 from schemas.errors import InvalidInput
 
 EXPECTED = "a Shopify order object (with an 'id'), {'order': {...}} or {'orders': [...]}"
+
+
+def read(path: Path) -> Iterator[Document]:
+    """Shopify exports and API responses are JSON: an object, an array or JSON lines."""
+    return read_documents(path)
 
 
 def unwrap(document: Any) -> list[Mapping[str, Any]]:

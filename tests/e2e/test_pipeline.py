@@ -146,3 +146,17 @@ def test_killing_drain_mid_run_and_running_it_again_loses_and_doubles_nothing(
     assert counts == {"orders": N, "allocated": N, "allocations": N, "reserved": units,
                       "allocated_units": units, "sent": N, "notifications": N,
                       "dead_letters": 0}
+
+
+def test_a_csv_export_is_ingested_and_dead_lettered_until_its_mapper_exists(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("order_id,sku,quantity\nA1,TQF-TEE-RED-110,2\nA1,TQF-DRS-PNK-130,1\n"
+                    "A2,TQF-TEE-RED-110,1\n", encoding="utf-8")
+    assert "2 order(s) written" in _ok(run_cli("ingest", "csv", str(path))).stderr
+    _ok(run_cli("drain", "--timeout", "120"))
+    dlq = json.loads(_ok(run_cli("dlq", "list", "--json")).stdout)
+    assert sorted(d["key"] for d in dlq) == ["csv:default:A1", "csv:default:A2"]
+    assert {d["message"] for d in dlq} == {"channel: no mapper for channel 'csv' yet"}
+    assert _counts(engine)["orders"] == 0

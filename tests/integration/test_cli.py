@@ -34,7 +34,7 @@ def test_commands_without_a_running_hub_say_how_to_start_one(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["ingest", "ebay", "{file}"], "unknown channel 'ebay'; supported: shopify"),
+        (["ingest", "ebay", "{file}"], "unknown channel 'ebay'; supported: shopify, csv"),
         (["ingest", "jd", "{file}"], "channel 'jd' is not supported yet"),
         (["stage", "ingest"], "file import is `orderhub ingest CHANNEL PATH`"),
         (["stage", "shipping"], "unknown stage 'shipping'"),
