@@ -136,7 +136,7 @@ def drain(
 def ingest(
     channel: Annotated[str, typer.Argument(help="shopify or csv (more channels: see README)")],
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
-                                         help="JSON object, array, JSON lines or API response; CSV for csv")],
+                                         help="JSON (object, array, lines, API response); CSV")],
     shop: Annotated[str, typer.Option(help="Shop the orders belong to.")] = "default",
 ) -> None:
     """Write every order in a channel's export file to orders.raw."""
