@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -63,6 +64,50 @@ class PartitionLag:
         return max(self.end - max(self.committed, 0), 0)
 
 
+def log_ends(bootstrap: str, tps: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The true end offset of each partition, as the fetch path reports it.
+
+    Tansu 0.6.0 answers ListOffsets(latest) with the base offset of the partition's last record
+    batch + 1, not the log end, so watermark queries under-count. Reading from that point to the
+    partition-EOF event gives the real end on Tansu and costs one message on Apache Kafka.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "orderhub-end-probe",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    try:
+        starts = [TopicPartition(t, p, max(_listed_end(consumer, t, p) - 1, 0)) for t, p in tps]
+        consumer.assign(starts)
+        return _read_to_eof(consumer, len(starts))
+    except KafkaException as e:
+        raise TransientError(f"cannot read log ends from {bootstrap}: {e}") from e
+    finally:
+        consumer.close()
+
+
+def _listed_end(consumer: Consumer, topic: str, partition: int) -> int:
+    tp = TopicPartition(topic, partition)
+    return int(consumer.get_watermark_offsets(tp, timeout=TIMEOUT_S, cached=False)[1])
+
+
+def _read_to_eof(consumer: Consumer, count: int) -> dict[tuple[str, int], int]:
+    ends: dict[tuple[str, int], int] = {}
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(ends) < count:
+        if time.monotonic() > deadline:
+            raise TransientError(f"log ends unknown for {count - len(ends)} partition(s)")
+        msg = consumer.poll(0.2)
+        if msg is None:
+            continue
+        error = msg.error()
+        if error is None:
+            continue
+        if error.code() != KafkaError._PARTITION_EOF:
+            raise TransientError(f"reading log ends: {error}")
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None
+        ends[(topic, partition)] = offset
+    return ends
+
+
 def group_lag(
     bootstrap: str, groups: Mapping[str, Iterable[str]], partitions: int
 ) -> list[PartitionLag]:
@@ -73,17 +118,22 @@ def group_lag(
     """
     result: list[PartitionLag] = []
     for group, topics in groups.items():
-        consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-        )
-        try:
-            tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
-            committed = consumer.committed(tps, timeout=TIMEOUT_S)
-            for tp in committed:
-                _, high = consumer.get_watermark_offsets(tp, timeout=TIMEOUT_S, cached=False)
-                result.append(PartitionLag(group, tp.topic, tp.partition, tp.offset, high))
-        except KafkaException as e:
-            raise TransientError(f"cannot read offsets of {group} from {bootstrap}: {e}") from e
-        finally:
-            consumer.close()
+        tps = [(t, p) for t in topics for p in range(partitions)]
+        committed = committed_offsets(bootstrap, group, tps)
+        ends = log_ends(bootstrap, tps)
+        result += [PartitionLag(group, t, p, committed[(t, p)], ends[(t, p)]) for t, p in tps]
     return result
+
+
+def committed_offsets(bootstrap: str, group: str, tps: Sequence[tuple[str, int]]
+               ) -> dict[tuple[str, int], int]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        found = consumer.committed([TopicPartition(t, p) for t, p in tps], timeout=TIMEOUT_S)
+        return {(tp.topic, tp.partition): tp.offset for tp in found}
+    except KafkaException as e:
+        raise TransientError(f"cannot read offsets of {group} from {bootstrap}: {e}") from e
+    finally:
+        consumer.close()
