@@ -143,7 +143,10 @@ def _watch(procs: StageProcesses, engine: Engine, report: Report) -> None:
     def stop(signum: int, _frame: object) -> None:
         raise _Stop()
 
+    # Both explicitly: a hub started from a script with `&` inherits SIGINT ignored, yet its
+    # stages would still stop on the group's Ctrl-C, and the hub must stop with them.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     last: dict[str, int] = {}
     next_report = time.monotonic()
     try:
@@ -158,7 +161,7 @@ def _watch(procs: StageProcesses, engine: Engine, report: Report) -> None:
                     last = counts
                 next_report = time.monotonic() + 5
             time.sleep(0.5)
-    except (KeyboardInterrupt, _Stop):
+    except _Stop:
         return
     finally:
         engine.dispose()

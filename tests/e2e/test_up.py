@@ -35,7 +35,9 @@ def test_up_with_nothing_configured_runs_the_demo_end_to_end_and_stops_cleanly(
     hub = subprocess.Popen(
         [sys.executable, "-m", "runtime.cli", "up", "--demo", str(DEMO), "--metrics-port",
          str(port)], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        # As when started from a script with `&`: SIGINT arrives ignored, yet Ctrl-C must work.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 120
         orders: list[dict[str, object]] = []
@@ -52,9 +54,14 @@ def test_up_with_nothing_configured_runs_the_demo_end_to_end_and_stops_cleanly(
         assert b'orderhub_normalize_consumed_total{outcome="ok"}' in metrics
     finally:
         os.killpg(hub.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        _, err = hub.communicate(timeout=90)
+        try:
+            _, err = hub.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(hub.pid, signal.SIGTERM)
+            _, err = hub.communicate(timeout=60)
+            raise AssertionError(f"the hub ignored Ctrl-C: {err.decode()[-3000:]}") from None
     assert hub.returncode == 0, err.decode()[-3000:]
-    assert b"stopped" in err
+    assert b"stopped" in err and b"restarting" not in err
     assert not (tmp_path / ".orderhub" / "services.json").exists()
     left = run_cli("orders", "list", cwd=tmp_path, env=env)
     assert left.returncode == 2 and "no running orderhub found" in left.stderr
