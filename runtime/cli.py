@@ -220,7 +220,7 @@ def warehouses_add(
 @stock_app.command("set")
 def stock_set(
     warehouse: str, sku: str,
-    qty: Annotated[int, typer.Argument(min=0, help="Units on hand")],
+    qty: Annotated[int, typer.Argument(min=0, max=1_000_000_000, help="Units on hand")],
 ) -> None:
     """Set units on hand of a SKU in a warehouse (reserved units stay reserved)."""
     from sqlalchemy import text

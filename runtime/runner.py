@@ -5,7 +5,10 @@ Error policy (DESIGN section 4), in one place for every stage:
   a `DeadLetter` on orders.dlq and a `dead_letters` row, counted; the partition moves on;
 - `TransientError` (Postgres or broker unavailable) → retried with exponential backoff, a
   bounded number of times, then `StageHalted`: the worker stops and resumes from its last commit;
-- anything else is a bug and propagates.
+- an unexpected exception in a stage's pure per-message `prepare` is also dead-lettered (with
+  its traceback logged): that code does no I/O, so the message is what triggered it, and one
+  odd payload must not stop a partition; it can be replayed once the bug is fixed;
+- anything else (in the batch's projection or produce) is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -142,6 +145,10 @@ class StageRunner(Generic[P]):
                 good.append(self.stage.prepare(self._decode(record), ctx))
             except (InvalidInput, ValidationError, UnicodeDecodeError) as e:
                 dead.append(self._dead_letter(record, e, ctx))
+            except Exception as e:
+                log.exception("%s: unexpected error on %s[%d]@%d", self.stage.name,
+                              record.topic, record.partition, record.offset)
+                dead.append(self._dead_letter(record, _Unexpected(self.stage.name, e), ctx))
         return good, dead
 
     def _decode(self, record: Record) -> Event:
@@ -159,7 +166,7 @@ class StageRunner(Generic[P]):
             stage=self.stage.name, topic=record.topic, partition=record.partition,
             offset=record.offset,
             key=record.key.decode("utf-8", "replace") if record.key is not None else None,
-            error_class=type(error).__name__, message=message,
+            error_class=type(getattr(error, "error", error)).__name__, message=message,
             original=base64.b64encode(record.value or b"").decode("ascii"), at=ctx.now,
         )
 
@@ -212,6 +219,15 @@ class StageRunner(Generic[P]):
             m.dead_lettered.labels(error_class=d.error_class).inc()
         for out in outputs:
             m.produced.labels(topic=out.topic.name).inc()
+
+
+class _Unexpected(Exception):
+    """Wraps a bug's exception so the dead letter names it and says what it is."""
+
+    def __init__(self, stage: str, error: Exception) -> None:
+        self.error = error
+        super().__init__(f"unexpected {type(error).__name__} in {stage} (a bug: replay this "
+                         f"message once it is fixed): {error}")
 
 
 def _describe(error: Exception) -> str:

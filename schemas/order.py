@@ -64,7 +64,7 @@ class OrderLine(Contract):
     sku: str | None = Field(description="merchant SKU (outer_sku_id / outer_id / SellerSKU / sku)")
     channel_sku_id: str | None = Field(default=None, description="the channel's own SKU id")
     title: str = Field(default="", description="item title as the channel shows it")
-    quantity: int = Field(gt=0, description="units ordered")
+    quantity: int = Field(gt=0, le=1_000_000, description="units ordered")
     unit_price: Money = Field(description="price of one unit, major units of `currency`")
     line_total: Money = Field(description="amount of the line after line discounts")
 

@@ -17,7 +17,6 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     Numeric,
-    String,
     Text,
     UniqueConstraint,
     func,
@@ -45,22 +44,22 @@ class OrderRow(Base):
     """One row per canonical order: the latest known state, plus the full document."""
 
     __tablename__ = "orders"
-    id: Mapped[str] = mapped_column(String(80), primary_key=True)
-    channel: Mapped[str] = mapped_column(String(16), index=True)
-    shop: Mapped[str] = mapped_column(String(200))
-    native_id: Mapped[str] = mapped_column(String(80))
-    native_status: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(32), index=True)
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    channel: Mapped[str] = mapped_column(Text, index=True)
+    shop: Mapped[str] = mapped_column(Text)
+    native_id: Mapped[str] = mapped_column(Text)
+    native_status: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, index=True)
     status_at: Mapped[datetime] = mapped_column(TZ, doc="event time of the last status change")
     created_at: Mapped[datetime] = mapped_column(TZ)
     paid_at: Mapped[datetime | None] = mapped_column(TZ)
     updated_at: Mapped[datetime] = mapped_column(TZ, doc="channel's own last-modified time")
-    currency: Mapped[str] = mapped_column(String(3))
+    currency: Mapped[str] = mapped_column(Text)
     paid_amount: Mapped[Decimal] = mapped_column(Numeric)
     paid_cny: Mapped[Decimal] = mapped_column(Numeric)
     document: Mapped[dict[str, Any]] = mapped_column(JSONB, doc="canonical order as last mapped")
     hold: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    duplicate_of: Mapped[str | None] = mapped_column(String(80))
+    duplicate_of: Mapped[str | None] = mapped_column(Text)
     first_seen_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
     recorded_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
 
@@ -73,8 +72,8 @@ class OrderLineRow(Base):
         ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
     )
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sku: Mapped[str | None] = mapped_column(String(120), index=True)
-    channel_sku_id: Mapped[str | None] = mapped_column(String(80))
+    sku: Mapped[str | None] = mapped_column(Text, index=True)
+    channel_sku_id: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str] = mapped_column(Text)
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Numeric)
@@ -86,11 +85,11 @@ class OrderEventRow(Base):
 
     __tablename__ = "order_events"
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    order_id: Mapped[str] = mapped_column(String(80), index=True)
-    event_key: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(40))
-    stage: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str | None] = mapped_column(String(32))
+    order_id: Mapped[str] = mapped_column(Text, index=True)
+    event_key: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    stage: Mapped[str] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(TZ)
     recorded_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
@@ -102,12 +101,12 @@ class DeadLetterRow(Base):
 
     __tablename__ = "dead_letters"
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    stage: Mapped[str] = mapped_column(String(20))
-    topic: Mapped[str] = mapped_column(String(200))
+    stage: Mapped[str] = mapped_column(Text)
+    topic: Mapped[str] = mapped_column(Text)
     partition: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
     key: Mapped[str | None] = mapped_column(Text)
-    error_class: Mapped[str] = mapped_column(String(120))
+    error_class: Mapped[str] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text)
     original: Mapped[bytes] = mapped_column(LargeBinary)
     recorded_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
@@ -118,8 +117,8 @@ class ConsumerOffsetRow(Base):
     """Tracking: the next offset each consumer group will process, written with its effects."""
 
     __tablename__ = "consumer_offsets"
-    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    topic: Mapped[str] = mapped_column(String(200), primary_key=True)
+    group_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    topic: Mapped[str] = mapped_column(Text, primary_key=True)
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
@@ -129,8 +128,8 @@ class AcceptedOrderRow(Base):
     """Dedup's guarantee: one row per canonical id ever accepted (unique constraint = the PK)."""
 
     __tablename__ = "accepted_orders"
-    order_id: Mapped[str] = mapped_column(String(80), primary_key=True)
-    first_digest: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    first_digest: Mapped[str] = mapped_column(Text)
     accepted_at: Mapped[datetime] = mapped_column(TZ)
 
 
@@ -138,10 +137,10 @@ class WarehouseRow(Base):
     """A place that ships orders."""
 
     __tablename__ = "warehouses"
-    code: Mapped[str] = mapped_column(String(40), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    province: Mapped[str] = mapped_column(String(40))
-    city: Mapped[str] = mapped_column(String(40))
+    code: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    province: Mapped[str] = mapped_column(Text)
+    city: Mapped[str] = mapped_column(Text)
     priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
     active: Mapped[bool] = mapped_column(server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
@@ -152,7 +151,7 @@ class StockRow(Base):
 
     __tablename__ = "stock"
     warehouse: Mapped[str] = mapped_column(ForeignKey("warehouses.code"), primary_key=True)
-    sku: Mapped[str] = mapped_column(String(120), primary_key=True)
+    sku: Mapped[str] = mapped_column(Text, primary_key=True)
     on_hand: Mapped[int] = mapped_column(Integer)
     reserved: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     available: Mapped[int] = mapped_column(Integer)
@@ -169,12 +168,12 @@ class AllocationRow(Base):
     """A reservation of one order line in one warehouse; the key makes a replay reserve nothing."""
 
     __tablename__ = "allocations"
-    order_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    order_id: Mapped[str] = mapped_column(Text, primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
     warehouse: Mapped[str] = mapped_column(ForeignKey("warehouses.code"), primary_key=True)
-    sku: Mapped[str] = mapped_column(String(120))
+    sku: Mapped[str] = mapped_column(Text)
     quantity: Mapped[int] = mapped_column(Integer)
-    rule: Mapped[str] = mapped_column(String(60))
+    rule: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     reserved_at: Mapped[datetime] = mapped_column(TZ)
 
@@ -184,10 +183,10 @@ class NotificationRow(Base):
 
     __tablename__ = "notifications"
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    order_id: Mapped[str] = mapped_column(String(80), index=True)
-    event: Mapped[str] = mapped_column(String(60))
-    channel: Mapped[str] = mapped_column(String(20))
-    state: Mapped[str] = mapped_column(String(12), doc="claimed | sent | failed")
+    order_id: Mapped[str] = mapped_column(Text, index=True)
+    event: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, doc="claimed | sent | failed")
     message: Mapped[str] = mapped_column(Text)
     claimed_at: Mapped[datetime] = mapped_column(TZ)
     sent_at: Mapped[datetime | None] = mapped_column(TZ)

@@ -149,3 +149,24 @@ def test_dead_letter_row_and_offsets_are_written_in_the_same_transaction_as_the_
         counts = [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
                   for t in ("dead_letters", "accepted_orders", "consumer_offsets")]
     assert counts == [0, 0, 0]
+
+
+def test_an_unexpected_error_on_one_message_dead_letters_it_and_the_batch_goes_on(
+    settings: Settings, engine: Any
+) -> None:
+    class PicksOne(FlakyStage):
+        def prepare(self, event: Event, ctx: Context) -> Event:
+            if isinstance(event, OrderNormalized) and event.delivery_id == "poison":
+                raise KeyError("shipping_lines")
+            return event
+
+    good = _normalized_record(settings)
+    value = OrderNormalized.model_validate_json(good.value or b"")
+    poison = Record(good.topic, 2, 9, b"p", value.model_copy(
+        update={"delivery_id": "poison"}).model_dump_json().encode())
+    sent: list[Emit] = []
+    asyncio.run(_flaky_runner(settings, PicksOne(0), sent).run_batch([poison, good]))
+    letters = [e.value for e in sent if e.topic is DLQ]
+    assert [(d.error_class, d.offset) for d in letters] == [("KeyError", 9)]  # type: ignore[union-attr]
+    assert "unexpected KeyError in flaky" in letters[0].message  # type: ignore[union-attr]
+    assert [e.topic for e in sent].count(NORMALIZED) == 1
