@@ -16,6 +16,7 @@ from runtime.projection import advance_status, lock_orders, record_events
 from runtime.runner import Context, Emit
 from runtime.settings import Settings
 from schemas.base import SHANGHAI
+from schemas.errors import TransientError
 from schemas.events import Event, Hold, OrderAccepted, OrderAllocated, OrderHeld, Shipment
 from schemas.order import OrderStatus
 from schemas.topics import ACCEPTED, ALLOCATED, HELD, TopicSpec
@@ -65,7 +66,7 @@ class AllocateStage:
                                     reason=decision.reason)
                 return _allocated(accepted, [shipment], decision.rule, ctx.now)
             self.metrics.contention_retries.inc()
-        raise RuntimeError(f"{order.id}: stock kept changing under {CONTENTION_ATTEMPTS} tries")
+        raise TransientError(f"{order.id}: stock kept changing under {CONTENTION_ATTEMPTS} tries")
 
     def _reserve(
         self, conn: Connection, accepted: OrderAccepted, row: dict[str, Any],

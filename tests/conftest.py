@@ -45,8 +45,12 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """libpq URI of a Postgres superuser: the machine's 127.0.0.1:5432, else an embedded one."""
-    if _local_postgres_up():
+    """libpq URI of a Postgres superuser: the machine's 127.0.0.1:5432, else an embedded one.
+
+    ORDERHUB_TEST_EMBEDDED_PG=1 forces the embedded server (to test that path on a machine that
+    has a local Postgres).
+    """
+    if os.environ.get("ORDERHUB_TEST_EMBEDDED_PG") != "1" and _local_postgres_up():
         yield "postgresql://postgres@127.0.0.1:5432/postgres"
         return
     pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
