@@ -34,6 +34,7 @@ def make_app(settings: Settings, endpoints: Endpoints, app_id: str) -> faust.App
         app_id,
         broker=brokers,
         store="memory://",
+        datadir=str(settings.data_dir.resolve() / "faust" / app_id),
         autodiscover=False,
         web_enabled=False,
         topic_allow_declare=False,
