@@ -30,11 +30,13 @@ def make_app(settings: Settings, endpoints: Endpoints, app_id: str) -> faust.App
     """A faust app on the given broker; topics come from the registry, never auto-declared."""
     brokers = ";".join(f"kafka://{h}" for h in endpoints.bootstrap.split(","))
     k = settings.kafka
+    datadir = settings.data_dir.resolve() / "faust" / app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         app_id,
         broker=brokers,
         store="memory://",
-        datadir=str(settings.data_dir.resolve() / "faust" / app_id),
+        datadir=str(datadir),
         autodiscover=False,
         web_enabled=False,
         topic_allow_declare=False,
