@@ -14,7 +14,7 @@ _PROVINCES = (
 )
 PROVINCES: dict[str, str] = {**_SPECIAL, **{p: f"{p}省" for p in _PROVINCES}}
 FULL_PROVINCE_NAMES: frozenset[str] = frozenset(PROVINCES.values())
-_CITY_SUFFIXES = ("市", "州", "盟", "地区", "区", "县", "旗")
+_CITY_SUFFIXES = ("市", "自治州", "盟", "地区", "区", "县", "旗")
 
 
 def full_province(name: str | None) -> str | None:
