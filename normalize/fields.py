@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from schemas.base import SHANGHAI
 from schemas.errors import InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
@@ -107,6 +108,62 @@ def iso_time(value: Any, path: str) -> datetime:
     except OverflowError as e:
         raise InvalidInput(f"time out of range: {text!r}", path=path) from e
     return parsed
+
+
+def json_number(value: Any, path: str) -> Decimal:
+    """A JSON number or decimal string in major units (PDD sends yuan as JSON numbers).
+
+    A float is read through its shortest repr, which is the literal the JSON carried.
+    """
+    if isinstance(value, float):
+        return as_decimal(repr(value), path)
+    return as_decimal(value, path)
+
+
+def fen(value: Any, path: str) -> Decimal:
+    """An integer amount in fen (Douyin, WeChat, PDD push) as yuan, exactly."""
+    if isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit():
+        value = int(value)
+    return as_decimal(as_int(value, path), path).scaleb(-2)
+
+
+NOT_YET = ("0001-01-01", "1970-01-01")
+"""Dates some channels (JD) send for "not yet" instead of null."""
+
+
+def beijing_time(value: Any, path: str) -> datetime:
+    """A naive `yyyy-MM-dd HH:mm:ss` string in Beijing time (Taobao, JD, PDD), made aware."""
+    text = as_text(value, path).strip()
+    try:
+        parsed = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+    except ValueError as e:
+        raise InvalidInput(f"expected yyyy-MM-dd HH:mm:ss, got {text!r}", path=path) from e
+    return parsed.replace(tzinfo=SHANGHAI)
+
+
+def optional_beijing_time(value: Any, path: str) -> datetime | None:
+    """Like `beijing_time`, but null, empty and the "not yet" dates are None."""
+    if value is None or (isinstance(value, str) and (not value.strip()
+                                                     or value.startswith(NOT_YET))):
+        return None
+    return beijing_time(value, path)
+
+
+def unix_time(value: Any, path: str) -> datetime:
+    """Unix seconds (Douyin, WeChat) as an aware Beijing time."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    seconds = as_int(value, path)
+    if not 0 < seconds < 32503680000:  # before year 3000
+        raise InvalidInput(f"not a plausible Unix time: {seconds}", path=path)
+    return datetime.fromtimestamp(seconds, SHANGHAI)
+
+
+def optional_unix_time(value: Any, path: str) -> datetime | None:
+    """Like `unix_time`, but null and 0 (the channels' "not yet") are None."""
+    if value is None or value in (0, "0", ""):
+        return None
+    return unix_time(value, path)
 
 
 def build(model: type[M], path: str = "", **fields: Any) -> M:
