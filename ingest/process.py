@@ -8,14 +8,17 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
-from ingest import csv, shopify
+from ingest import amazon, csv, douyin, jd, pdd, shopify, taobao, wechat
 from ingest.files import Document
 from schemas.errors import InvalidInput
 from schemas.events import RawOrderReceived
 from schemas.order import Channel
 
 # Channel adapters that know how to unwrap API responses and find the native id.
-ADAPTERS: Mapping[Channel, ModuleType] = {Channel.SHOPIFY: shopify, Channel.CSV: csv}
+ADAPTERS: Mapping[Channel, ModuleType] = {
+    Channel.TAOBAO: taobao, Channel.JD: jd, Channel.PDD: pdd, Channel.DOUYIN: douyin,
+    Channel.WECHAT: wechat, Channel.SHOPIFY: shopify, Channel.AMAZON: amazon, Channel.CSV: csv,
+}
 
 
 @dataclass(frozen=True)

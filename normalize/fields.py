@@ -122,7 +122,8 @@ def json_number(value: Any, path: str) -> Decimal:
 
 def fen(value: Any, path: str) -> Decimal:
     """An integer amount in fen (Douyin, WeChat, PDD push) as yuan, exactly."""
-    if isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit():
+    if isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit() \
+            and len(value) <= 20:
         value = int(value)
     return as_decimal(as_int(value, path), path).scaleb(-2)
 
@@ -151,7 +152,7 @@ def optional_beijing_time(value: Any, path: str) -> datetime | None:
 
 def unix_time(value: Any, path: str) -> datetime:
     """Unix seconds (Douyin, WeChat) as an aware Beijing time."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
         value = int(value)
     seconds = as_int(value, path)
     if not 0 < seconds < 32503680000:  # before year 3000

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from normalize import shopify
+from normalize import amazon, douyin, jd, pdd, shopify, taobao, wechat
 from normalize.rates import RateTable
 from schemas.errors import InvalidInput
 from schemas.events import RawOrderReceived
@@ -21,7 +21,13 @@ class Mapper(Protocol):
 
 MAPPERS: Mapping[Channel, Mapper] = MappingProxyType(
     {
+        Channel.TAOBAO: taobao.map_order,
+        Channel.JD: jd.map_order,
+        Channel.PDD: pdd.map_order,
+        Channel.DOUYIN: douyin.map_order,
+        Channel.WECHAT: wechat.map_order,
         Channel.SHOPIFY: shopify.map_order,
+        Channel.AMAZON: amazon.map_order,
     }
 )
 

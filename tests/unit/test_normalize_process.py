@@ -37,9 +37,14 @@ def test_an_unknown_channel_is_invalid_input_naming_the_channel_field() -> None:
 
 
 def test_a_known_channel_without_a_mapper_is_invalid_input() -> None:
-    with pytest.raises(InvalidInput, match="no mapper for channel 'taobao'") as caught:
-        normalize(raw("taobao"), RATES)
+    with pytest.raises(InvalidInput, match="no mapper for channel 'csv'") as caught:
+        normalize(raw("csv"), RATES)
     assert caught.value.path == "channel"
+
+
+def test_a_payload_sent_under_the_wrong_channel_is_refused_naming_the_missing_field() -> None:
+    with pytest.raises(InvalidInput, match="tid: required field is missing"):
+        normalize(raw("taobao"), RATES)
 
 
 def test_a_shopify_payload_is_mapped_for_the_shop_that_sent_it() -> None:
