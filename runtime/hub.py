@@ -16,7 +16,9 @@ from sqlalchemy import Connection, Engine
 
 from allocate.projection import add_warehouse, set_stock
 from ingest.agent import ingest_file
-from ingest.demo import demo_warehouse, generate_shopify_orders, required_stock
+from ingest.demo import demo_warehouse
+from ingest.demo_channels import generate_orders, required_stock_all
+from normalize.rates import RateTable
 from runtime.db import in_transaction, make_engine, migrate
 from runtime.kafka import create_topics, make_producer
 from runtime.services import (
@@ -88,28 +90,29 @@ def services(settings: Settings, report: Report) -> Iterator[Endpoints]:
 
 
 def load_demo(settings: Settings, endpoints: Endpoints, n: int, report: Report) -> None:
-    """A demo warehouse with enough stock, then n generated Shopify orders through ingest."""
+    """A demo warehouse with enough stock, then n orders across every channel through ingest."""
     start = datetime(2026, 11, 11, 0, 0, tzinfo=SHANGHAI)
-    orders = generate_shopify_orders(n, seed=DEMO_SEED, start=start)
+    orders = generate_orders(n, seed=DEMO_SEED, start=start)
     engine = make_engine(endpoints.database_url)
     wh = demo_warehouse()
+    needed = required_stock_all(orders, RateTable.from_mapping(settings.rates))
 
     def stock_up(conn: Connection) -> None:
         add_warehouse(conn, wh.code, wh.name, wh.province, wh.city, 10)
-        for sku, qty in required_stock(orders).items():
+        for sku, qty in needed.items():
             set_stock(conn, wh.code, sku, qty * 2)
 
     in_transaction(engine, stock_up)
     demo_dir = settings.data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
     producer = make_producer(endpoints.bootstrap, "orderhub-demo")
-    for shop in sorted({s for s, _ in orders}):
-        path = demo_dir / f"{shop}.jsonl"
-        path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n"
-                                for s, p in orders if s == shop))
-        sent = ingest_file("shopify", path, shop, settings=settings, producer=producer,
+    for channel, shop in sorted({(o.channel, o.shop) for o in orders}):
+        path = demo_dir / f"{channel}-{shop}.jsonl"
+        path.write_text("".join(json.dumps(o.payload, ensure_ascii=False) + "\n"
+                                for o in orders if (o.channel, o.shop) == (channel, shop)))
+        sent = ingest_file(channel, path, shop, settings=settings, producer=producer,
                            engine=engine, registry=CollectorRegistry()).sent
-        report(f"demo: {sent} orders from {shop} written to orders.raw ({path})")
+        report(f"demo: {sent} {channel} orders from {shop} written to orders.raw")
     engine.dispose()
 
 

@@ -47,6 +47,7 @@ def test_up_with_nothing_configured_runs_the_demo_end_to_end_and_stops_cleanly(
                 break
             time.sleep(1)
         assert len(orders) == DEMO and {o["status"] for o in orders} == {"allocated"}
+        assert {o["channel"] for o in orders} >= {"taobao", "pdd", "douyin", "shopify"}
         shown = json.loads(run_cli("orders", "show", str(orders[0]["id"]), "--json",
                                    cwd=tmp_path, env=env).stdout)
         assert [n["state"] for n in shown["notifications"]] == ["sent"]
