@@ -192,7 +192,11 @@ def yuan(amount: Decimal) -> str:
 
 
 def number(amount: Decimal) -> float:
-    """A JSON number in yuan, as Pinduoduo's order APIs send money."""
+    """A JSON number in yuan, as Pinduoduo's order APIs send money.
+
+    A float only because that is PDD's wire format, which the demo reproduces; the amount is
+    computed in Decimal, and normalize reads it back through its repr, never float arithmetic.
+    """
     return float(cents(amount))
 
 

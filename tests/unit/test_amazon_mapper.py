@@ -17,6 +17,7 @@ from normalize.rates import RateTable
 from schemas.base import SHANGHAI
 from schemas.errors import InvalidInput
 from schemas.order import Order, OrderStatus
+from tests.strategies import json_values
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 SHOP = "amazon-na-tea"
@@ -444,11 +445,6 @@ def test_a_missing_or_malformed_amazon_order_id_is_invalid_input(value: Any) -> 
     assert caught.value.path == "AmazonOrderId"
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=6,
-)
 PARTS: dict[str, tuple[str | int, ...]] = {
     "order": (),
     "total": ("OrderTotal",),

@@ -17,6 +17,7 @@ from normalize.rates import RateTable
 from schemas.base import SHANGHAI
 from schemas.errors import InvalidInput
 from schemas.order import Order, OrderStatus
+from tests.strategies import json_values
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 SHOP = "douyin-4463798"
@@ -357,11 +358,6 @@ def test_the_same_instant_from_douyin_seconds_and_a_pdd_beijing_string_normalize
     )
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=6,
-)
 ORDER_KEYS = sorted(payload())
 LINE_KEYS = sorted(payload()["sku_order_list"][0])
 ADDRESS_KEYS = sorted(payload()["post_addr"])

@@ -16,6 +16,7 @@ from normalize.rates import RateTable
 from schemas.base import SHANGHAI
 from schemas.errors import InvalidInput
 from schemas.order import Order, OrderStatus
+from tests.strategies import json_values
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "jd"
 PAID = "order_get_paid.json"
@@ -316,11 +317,6 @@ def test_a_malformed_field_is_invalid_input_with_its_path(body: dict[str, Any], 
     assert rejection(body).path == path
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=6,
-)
 ORDER_KEYS = sorted(payload())
 ITEM_KEYS = sorted(payload()["itemInfoList"][0])
 CONSIGNEE_KEYS = sorted(payload()["consigneeInfo"])

@@ -16,6 +16,7 @@ from normalize.rates import RateTable
 from schemas.base import SHANGHAI
 from schemas.errors import InvalidInput
 from schemas.order import Order, OrderStatus
+from tests.strategies import json_values
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "pdd"
 SHOP = "pdd-mall-889123"
@@ -347,11 +348,6 @@ def test_the_native_id_is_the_order_sn_string() -> None:
             native_id({"order_sn": bad})
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=6,
-)
 ORDER_KEYS = sorted(payload())
 LINE_KEYS = sorted(payload()["item_list"][0])
 

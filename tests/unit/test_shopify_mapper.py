@@ -16,6 +16,7 @@ from normalize.shopify import map_order
 from schemas.base import SHANGHAI
 from schemas.errors import InvalidInput
 from schemas.order import Order, OrderStatus
+from tests.strategies import json_values
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "shopify" / "orders_create.json"
 SHOP = "jsmith.myshopify.com"
@@ -319,11 +320,6 @@ def test_every_demo_order_maps_and_its_amounts_add_up(n: int, seed: int, start: 
         assert order.paid_cny >= order.paid_amount
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=6,
-)
 ORDER_KEYS = sorted(payload())
 LINE_KEYS = sorted(payload()["line_items"][0])
 ADDRESS_KEYS = sorted(payload()["shipping_address"])

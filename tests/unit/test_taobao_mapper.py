@@ -16,6 +16,7 @@ from normalize.taobao import map_order
 from schemas.base import SHANGHAI
 from schemas.errors import InvalidInput
 from schemas.order import Order, OrderStatus
+from tests.strategies import json_values
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "taobao"
 PAID = "trade_fullinfo_paid.json"
@@ -341,11 +342,6 @@ def test_a_malformed_field_is_invalid_input_with_its_path(body: dict[str, Any], 
     assert rejection(body).path == path
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=6,
-)
 TRADE_KEYS = sorted(payload())
 LINE_KEYS = sorted(payload()["orders"]["order"][0])
 

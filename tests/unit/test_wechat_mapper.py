@@ -16,6 +16,7 @@ from normalize.wechat import map_order
 from schemas.base import SHANGHAI
 from schemas.errors import InvalidInput
 from schemas.order import Order, OrderStatus
+from tests.strategies import json_values
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "wechat"
 SHOP = "wx-tea-flagship"
@@ -373,11 +374,6 @@ def test_a_missing_or_malformed_order_id_is_invalid_input(value: Any) -> None:
     assert caught.value.path == "order_id"
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=6,
-)
 PARTS: dict[str, tuple[str | int, ...]] = {
     "order": (),
     "detail": ("order_detail",),
