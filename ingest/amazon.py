@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.files import Document, read_documents
+from ingest.wrappers import order_array, order_object
 from schemas.errors import InvalidInput
 
 EXPECTED = (
@@ -36,7 +37,7 @@ def unwrap(document: Any) -> list[Mapping[str, Any]]:
         return [_order(document, "")]
     payload = document.get("payload")
     if isinstance(payload, Mapping) and "Orders" in payload:
-        return _orders(payload["Orders"])
+        return order_array(payload["Orders"], "payload.Orders", _order)
     if isinstance(payload, Mapping) and "AmazonOrderId" in payload:
         return [_order(payload, "payload")]
     keys = ", ".join(sorted(map(str, payload if isinstance(payload, Mapping) else document))[:5])
@@ -55,33 +56,22 @@ def _error(error: Any) -> str:
     return f"{text} ({error['details']})" if error.get("details") else text
 
 
-def _orders(value: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(value, list):
-        raise InvalidInput(
-            f"expected an array of orders, got {type(value).__name__}", path="payload.Orders"
-        )
-    return [_order(item, f"payload.Orders[{i}]") for i, item in enumerate(value)]
-
-
 def _order(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping) or "AmazonOrderId" not in value:
-        raise InvalidInput(
-            "expected an Amazon order object with an 'AmazonOrderId'", path=path or None
-        )
-    if "OrderItems" in value and "OrderStatus" not in value:
+    order = order_object(value, path, label="an Amazon order object", id_key="AmazonOrderId")
+    if "OrderItems" in order and "OrderStatus" not in order:
         raise InvalidInput(
             "this is a getOrderItems response: attach its OrderItems to the order "
             "from getOrder instead",
             path=path or None,
         )
-    if "OrderItems" not in value:
+    if "OrderItems" not in order:
         where = f"{path}.OrderItems" if path else "OrderItems"
         raise InvalidInput(
             "the order has no lines: attach getOrderItems' payload.OrderItems "
             "to it as 'OrderItems'",
             path=where,
         )
-    return value
+    return order
 
 
 def native_id(payload: Mapping[str, Any]) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.files import Document, read_documents
+from ingest.wrappers import order_array, order_object
 from schemas.errors import InvalidInput
 
 EXPECTED = (
@@ -46,7 +47,7 @@ def _response(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     if DETAIL in data:
         return [_order(data[DETAIL], f"data.{DETAIL}")]
     if LIST in data:
-        return _orders(data[LIST], f"data.{LIST}")
+        return order_array(data[LIST], f"data.{LIST}", _order)
     raise InvalidInput(f"expected data.{DETAIL} or data.{LIST}", path="data")
 
 
@@ -59,16 +60,8 @@ def _error_text(document: Mapping[str, Any]) -> str:
     return f"{text} [log_id {log_id}]" if log_id else text
 
 
-def _orders(value: Any, path: str) -> list[Mapping[str, Any]]:
-    if not isinstance(value, list):
-        raise InvalidInput(f"expected an array of orders, got {type(value).__name__}", path)
-    return [_order(item, f"{path}[{i}]") for i, item in enumerate(value)]
-
-
 def _order(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping) or "order_id" not in value:
-        raise InvalidInput("expected a Douyin shop order with an 'order_id'", path=path)
-    return value
+    return order_object(value, path, label="a Douyin shop order", id_key="order_id")
 
 
 def native_id(payload: Mapping[str, Any]) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.files import Document, read_documents
+from ingest.wrappers import order_array, order_object
 from schemas.errors import InvalidInput
 
 EXPECTED = (
@@ -76,15 +77,11 @@ def _result(value: Any, path: str) -> Mapping[str, Any]:
 def _orders(value: Any, path: str) -> list[Mapping[str, Any]]:
     if value is None:  # JOS leaves the list out when the window holds no order
         return []
-    if not isinstance(value, list):
-        raise InvalidInput(f"expected an array of orders, got {type(value).__name__}", path)
-    return [_order(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    return order_array(value, path, _order)
 
 
 def _order(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping) or "orderId" not in value:
-        raise InvalidInput("expected a JD order object with an 'orderId'", path=path)
-    return value
+    return order_object(value, path, label="a JD order object", id_key="orderId")
 
 
 def native_id(payload: Mapping[str, Any]) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.files import Document, read_documents
+from ingest.wrappers import order_array, order_object
 from schemas.errors import InvalidInput
 
 EXPECTED = (
@@ -40,7 +41,7 @@ def unwrap(document: Any) -> list[Mapping[str, Any]]:
         return [_order(_body(document, wrapper).get(key), f"{wrapper}.{key}")]
     for wrapper, key in LISTS.items():
         if wrapper in document:
-            return _orders(_body(document, wrapper).get(key), f"{wrapper}.{key}")
+            return order_array(_body(document, wrapper).get(key), f"{wrapper}.{key}", _order)
     keys = ", ".join(sorted(map(str, document))[:5]) or "none"
     raise InvalidInput(f"expected {EXPECTED}, got an object with keys {keys}")
 
@@ -72,16 +73,8 @@ def _error_text(error: Mapping[str, Any]) -> str:
     return f"{text} [request_id {request_id}]" if request_id else text
 
 
-def _orders(value: Any, path: str) -> list[Mapping[str, Any]]:
-    if not isinstance(value, list):
-        raise InvalidInput(f"expected an array of orders, got {type(value).__name__}", path)
-    return [_order(item, f"{path}[{i}]") for i, item in enumerate(value)]
-
-
 def _order(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping) or "order_sn" not in value:
-        raise InvalidInput("expected a PDD order object with an 'order_sn'", path=path)
-    return value
+    return order_object(value, path, label="a PDD order object", id_key="order_sn")
 
 
 def native_id(payload: Mapping[str, Any]) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.files import Document, read_documents
+from ingest.wrappers import order_array, order_object
 from schemas.errors import InvalidInput
 
 EXPECTED = "a Shopify order object (with an 'id'), {'order': {...}} or {'orders': [...]}"
@@ -26,21 +27,13 @@ def unwrap(document: Any) -> list[Mapping[str, Any]]:
     if "order" in document:
         return [_order(document["order"], "order")]
     if "orders" in document:
-        return _orders(document["orders"])
+        return order_array(document["orders"], "orders", _order)
     keys = ", ".join(sorted(map(str, document))[:5]) or "none"
     raise InvalidInput(f"expected {EXPECTED}, got an object with keys {keys}")
 
 
-def _orders(value: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(value, list):
-        raise InvalidInput(f"expected an array of orders, got {type(value).__name__}", "orders")
-    return [_order(item, f"orders[{i}]") for i, item in enumerate(value)]
-
-
 def _order(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping) or "id" not in value:
-        raise InvalidInput("expected a Shopify order object with an 'id'", path=path)
-    return value
+    return order_object(value, path, label="a Shopify order object", id_key="id")
 
 
 def native_id(payload: Mapping[str, Any]) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.files import Document, read_documents
+from ingest.wrappers import order_object
 from schemas.errors import InvalidInput
 
 EXPECTED = (
@@ -42,9 +43,7 @@ def unwrap(document: Any) -> list[Mapping[str, Any]]:
 
 
 def _order(value: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping) or "order_id" not in value:
-        raise InvalidInput("expected a WeChat Channels order object with an 'order_id'", path=path)
-    return value
+    return order_object(value, path, label="a WeChat Channels order object", id_key="order_id")
 
 
 def native_id(payload: Mapping[str, Any]) -> str:
