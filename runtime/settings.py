@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from normalize.rates import DEFAULT_RATES
@@ -55,6 +55,29 @@ class MetricsSettings(_Section):
     host: str = "127.0.0.1"
 
 
+class WebhookSettings(_Section):
+    """The push receiver (`orderhub stage ingest-http`). A channel without its secret answers 503."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, description="0 disables the receiver inside `up`")
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    shopify_secret: SecretStr | None = Field(default=None, description="app client secret")
+    douyin_app_key: str | None = None
+    douyin_app_secret: SecretStr | None = None
+    wechat_token: SecretStr | None = Field(default=None, description="message push token")
+
+
+class PollSettings(_Section):
+    """The pollers (`orderhub stage ingest-poll`): one loop per configured shop."""
+
+    overlap_s: float = Field(default=120.0, ge=0, description="each window re-reads this much")
+    first_lookback_s: float = Field(default=3600.0, ge=0,
+                                    description="a new shop without --since starts this far back")
+    fetch_check_s: float = Field(default=1.0, gt=0,
+                                 description="how often pushed ids are fetched in full")
+    max_backoff_s: float = Field(default=300.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything a process needs, built once in the composition root and passed down."""
 
@@ -67,6 +90,8 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     stage: StageSettings = StageSettings()
     metrics: MetricsSettings = MetricsSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    poll: PollSettings = PollSettings()
     rates: dict[str, dict[str, str]] = Field(
         default_factory=lambda: {c: dict(r) for c, r in DEFAULT_RATES.items()},
         description="currency -> {effective date: CNY per unit}",
@@ -77,8 +102,11 @@ class Settings(BaseSettings):
         """These settings as ORDERHUB_* variables, so a child process sees exactly them."""
         env: dict[str, str] = {}
         for name, value in self.model_dump(mode="json").items():
-            if isinstance(value, dict) and name != "rates":
+            if isinstance(value, dict) and isinstance(getattr(self, name), _Section):
                 for sub, v in value.items():
+                    raw = getattr(getattr(self, name), sub)
+                    if isinstance(raw, SecretStr):  # dumped as ****: pass the real value on
+                        v = raw.get_secret_value()
                     if v is not None:
                         env[f"ORDERHUB_{name.upper()}__{sub.upper()}"] = _env_text(v)
             else:

@@ -1,0 +1,1 @@
+"""Local HTTP servers that implement the channels' API contracts, signatures included."""
