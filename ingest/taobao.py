@@ -1,4 +1,7 @@
-"""Taobao / Tmall adapter pieces ingest needs before mapping: unwrapping TOP bodies, the tid."""
+"""Taobao / Tmall adapter pieces ingest needs before mapping: unwrapping TOP bodies, the tid.
+
+The network pieces (`Client`, `Messages`, `sign`, `tmc_delivery`) live in `ingest.taobao_api`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ingest.files import Document, read_documents
+from ingest.taobao_api import Client as Client
+from ingest.taobao_api import Messages as Messages
+from ingest.taobao_api import sign as sign
+from ingest.taobao_api import tmc_delivery as tmc_delivery
 from schemas.errors import InvalidInput
 
 EXPECTED = (
