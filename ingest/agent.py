@@ -61,7 +61,8 @@ def ingest_file(
 
 
 def produce_all(
-    producer: Producer, settings: Settings, messages: Sequence[tuple[str, str, bytes]]
+    producer: Producer, settings: Settings, messages: Sequence[tuple[str, str, bytes]],
+    timeout_s: float = 60.0,
 ) -> None:
     """Produce and wait until the broker acknowledged every message (acks=all)."""
     errors: list[KafkaError] = []
@@ -77,7 +78,7 @@ def produce_all(
                 break
             except BufferError:
                 producer.poll(0.1)
-    remaining = producer.flush(60)
+    remaining = producer.flush(timeout_s)
     if errors or remaining:
         raise TransientError(
             f"{len(errors) + remaining} message(s) not acknowledged by the broker: "

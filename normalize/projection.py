@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from runtime.projection import advance_status, lock_orders, record_events
-from schemas.events import OrderNormalized
+from schemas.events import OrderNormalized, OrderStatusChanged
 from schemas.order import Order
 
 INSERT_ORDER = text(
@@ -103,4 +103,40 @@ def _event(n: OrderNormalized) -> dict[str, Any]:
         "kind": "normalized", "stage": "normalize", "status": n.order.status.value,
         "occurred_at": n.order.updated_at,
         "data": {"delivery_id": n.delivery_id, "native_status": n.order.native_status},
+    }
+
+
+def apply_status_changes(
+    conn: Connection, changes: Sequence[OrderStatusChanged]
+) -> tuple[list[OrderStatusChanged], list[OrderStatusChanged]]:
+    """Apply channel-reported status changes to known orders through the state machine.
+
+    Returns (applied, unknown): a change for an order not projected yet is not applied — the
+    full order follows (the receiver queued its fetch, or the next poll window carries it) and
+    its own status then decides. A change older than the order's last status change, or one the
+    state machine refuses, is recorded in the history but moves nothing.
+    """
+    current = lock_orders(conn, (c.order_id for c in changes))
+    applied: list[OrderStatusChanged] = []
+    unknown: list[OrderStatusChanged] = []
+    for change in sorted(changes, key=lambda c: c.at):
+        row = current.get(change.order_id)
+        if row is None:
+            unknown.append(change)
+            continue
+        if advance_status(conn, row, change.status, change.at, since=row["status_at"],
+                          hold=row["hold"]):
+            applied.append(change)
+    record_events(conn, (_status_event(c) for c in changes if c.order_id in current))
+    return applied, unknown
+
+
+def _status_event(change: OrderStatusChanged) -> dict[str, Any]:
+    return {
+        "order_id": change.order_id,
+        "event_key": f"status:{change.source}:{change.status.value}:{change.at.isoformat()}",
+        "kind": "status_changed", "stage": "normalize", "status": change.status.value,
+        "occurred_at": change.at,
+        "data": {"source": change.source, "reason": change.reason, "carrier": change.carrier,
+                 "waybill": change.waybill},
     }

@@ -194,3 +194,57 @@ class NotificationRow(Base):
 
 
 Index("ix_orders_status_paid_at", OrderRow.status, OrderRow.paid_at)
+
+
+class ShopRow(Base):
+    """A shop orderhub pulls from: credentials are names of environment variables, never values."""
+
+    __tablename__ = "shops"
+    channel: Mapped[str] = mapped_column(Text, primary_key=True)
+    shop: Mapped[str] = mapped_column(Text, primary_key=True)
+    credentials: Mapped[dict[str, str]] = mapped_column(
+        JSONB, server_default=text("'{}'::jsonb"), comment="credential name -> env variable name"
+    )
+    options: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    poll_interval_s: Mapped[Decimal] = mapped_column(Numeric, server_default=text("60"))
+    enabled: Mapped[bool] = mapped_column(server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    __table_args__ = (CheckConstraint("poll_interval_s > 0", name="poll_interval_positive"),)
+
+
+class PollCursorRow(Base):
+    """Where a shop's incremental pull resumes: everything modified before `position` was produced."""
+
+    __tablename__ = "poll_cursors"
+    channel: Mapped[str] = mapped_column(Text, primary_key=True)
+    shop: Mapped[str] = mapped_column(Text, primary_key=True)
+    position: Mapped[datetime] = mapped_column(TZ)
+    orders_seen: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+class PushDeliveryRow(Base):
+    """A push (webhook or message frame) already produced: a redelivery with its id does nothing."""
+
+    __tablename__ = "push_deliveries"
+    channel: Mapped[str] = mapped_column(Text, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    shop: Mapped[str] = mapped_column(Text)
+    transport: Mapped[str] = mapped_column(Text)
+    orders: Mapped[int] = mapped_column(Integer)
+    status_changes: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+
+
+class FetchRequestRow(Base):
+    """An order a push only notified about; the shop's poller fetches it in full, then deletes it."""
+
+    __tablename__ = "fetch_requests"
+    channel: Mapped[str] = mapped_column(Text, primary_key=True)
+    shop: Mapped[str] = mapped_column(Text, primary_key=True)
+    native_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -33,8 +33,7 @@ def serve(app: web.Application) -> Iterator[RunningServer]:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        sockets = site._server.sockets if site._server else ()  # noqa: SLF001
-        holder["port"] = sockets[0].getsockname()[1]
+        holder["port"] = runner.addresses[0][1]
         holder["runner"] = runner
         ready.set()
 
