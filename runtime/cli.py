@@ -14,7 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from runtime.settings import Settings
-from schemas.errors import ConfigurationError, InvalidInput, TransientError
+from schemas.errors import ConfigurationError, InvalidInput, OrderhubError, TransientError
 
 app = typer.Typer(help="orderhub: event-driven multi-channel order hub.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -24,8 +24,10 @@ stock_app = typer.Typer(help="Configure stock per warehouse and SKU.", no_args_i
 topics_app = typer.Typer(help="Manage the Kafka topics of the registry.", no_args_is_help=True)
 schemas_app = typer.Typer(help="Export the topic contracts.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Inspect dead letters.", no_args_is_help=True)
+shops_app = typer.Typer(help="Configure the shops orderhub polls.", no_args_is_help=True)
 for sub, name in ((orders_app, "orders"), (warehouses_app, "warehouses"), (stock_app, "stock"),
-                  (topics_app, "topics"), (schemas_app, "schemas"), (dlq_app, "dlq")):
+                  (topics_app, "topics"), (schemas_app, "schemas"), (dlq_app, "dlq"),
+                  (shops_app, "shops")):
     app.add_typer(sub, name=name)
 
 log = logging.getLogger("orderhub")
@@ -104,20 +106,27 @@ def up(
 
 @app.command()
 def stage(
-    name: Annotated[str, typer.Argument(help="normalize, dedup, allocate or notify")],
+    name: Annotated[str, typer.Argument(
+        help="normalize, dedup, allocate, notify, ingest-http (webhooks) or ingest-poll")],
     metrics_port: Annotated[int | None, typer.Option(
         help="Serve metrics here; 0 disables. [default: ORDERHUB_METRICS__PORT or 9464]")] = None,
 ) -> None:
     """Run one stage worker (scale out by running more, up to the partition count)."""
+    from runtime.ingest_services import SERVICES, run_service
     from runtime.services import discover
     from runtime.stages import STAGES
     from runtime.worker import run_stage
 
-    if name not in STAGES:
+    if name not in STAGES and name not in SERVICES:
         hint = (" (file import is `orderhub ingest CHANNEL PATH`)" if name == "ingest" else "")
-        raise ConfigurationError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}{hint}")
+        raise ConfigurationError(
+            f"unknown stage {name!r}; stages: {', '.join((*STAGES, *SERVICES))}{hint}")
     s = settings()
-    run_stage(name, s, discover(s), s.metrics.port if metrics_port is None else metrics_port)
+    port = s.metrics.port if metrics_port is None else metrics_port
+    if name in SERVICES:
+        run_service(name, s, discover(s), port)
+    else:
+        run_stage(name, s, discover(s), port)
 
 
 @app.command()
@@ -154,6 +163,90 @@ def ingest(
         + (f"; {len(report.rejected)} rejected to orders.dlq" if report.rejected else ""))
     for r in report.rejected:
         say(f"  {r.position}: {r.reason}")
+
+
+@app.command()
+def poll(
+    channel: Annotated[str, typer.Argument(
+        help="taobao, jd, pdd, douyin, wechat, shopify or amazon")],
+    shop: Annotated[str, typer.Option(help="The shop, as added with `orderhub shops add`.")],
+    since: Annotated[datetime | None, typer.Option(
+        help="Start here instead of the shop's cursor (ISO; naive = Beijing time).",
+        formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"],
+    )] = None,
+) -> None:
+    """Pull one shop's orders from its cursor (or --since) up to now, then exit."""
+    import os
+
+    from runtime.ingest_services import poll_once
+    from runtime.services import discover
+    from schemas.base import SHANGHAI
+
+    s = settings()
+    start = None if since is None else (
+        since if since.tzinfo is not None else since.replace(tzinfo=SHANGHAI))
+    report = poll_once(s, discover(s), channel, shop, start, os.environ)
+    where = report.position.astimezone(SHANGHAI).isoformat() if report.position else "unchanged"
+    say(f"{report.orders} order(s) written to orders.raw from {report.windows} window(s), "
+        f"{report.pages} page(s)"
+        + (f"; {report.rejected} rejected to orders.dlq" if report.rejected else "")
+        + f"; cursor now {where}")
+
+
+@shops_app.command("add")
+def shops_add(
+    channel: Annotated[str, typer.Argument(help="Channel with a pull client.")],
+    shop: Annotated[str, typer.Argument(help="The shop id as the channel knows it.")],
+    credential: Annotated[list[str] | None, typer.Option(
+        help="NAME=ENV_VAR: the credential NAME is read from environment variable ENV_VAR "
+        "by the polling process (repeat for each).")] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        help="NAME=VALUE, e.g. base_url=..., marketplace_ids=..., messages=on.")] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 60.0,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Keep it but do not poll.")] = False,
+) -> None:
+    """Add a shop to poll, or replace its settings (its cursor is kept)."""
+    from ingest import shops
+    from ingest.poller import pull_channels
+
+    record = shops.Shop(channel, shop, shops.parse_pairs(credential or [], "credential"),
+                        shops.parse_pairs(option or [], "option"), interval, not disabled)
+    shops.validate(record, pull_channels())
+    new = _in_db(lambda conn: shops.save(conn, record))
+    say(f"shop {channel}/{shop} {'added' if new else 'updated'}; polled every {interval:g} s "
+        "by `orderhub up` / `orderhub stage ingest-poll`")
+
+
+@shops_app.command("list")
+def shops_list(as_json: JsonFlag = False) -> None:
+    """Shops, their cursors and errors. Credentials show as variable names, never values."""
+    from ingest import shops
+
+    rows = _in_db(shops.listing)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        say("no shops; add one with `orderhub shops add CHANNEL SHOP --credential NAME=ENV_VAR`")
+        return
+    for r in rows:
+        creds = ", ".join(f"{k}=${v}" for k, v in sorted(r["credentials"].items())) or "none"
+        where = r["position"].isoformat() if r["position"] else "not polled yet"
+        typer.echo(f"{r['channel']}/{r['shop']}  every {float(r['poll_interval_s']):g}s  "
+                   f"{'enabled' if r['enabled'] else 'disabled'}  cursor {where}  "
+                   f"orders {r['orders_seen'] or 0}  pending fetches {r['pending_fetches']}  "
+                   f"credentials {creds}"
+                   + (f"  LAST ERROR: {r['last_error']}" if r["last_error"] else ""))
+
+
+@shops_app.command("remove")
+def shops_remove(channel: str, shop: str) -> None:
+    """Stop polling a shop and forget its cursor."""
+    from ingest import shops
+
+    if not _in_db(lambda conn: shops.remove(conn, channel, shop)):
+        raise ConfigurationError(f"no shop {channel}/{shop}; see `orderhub shops list`")
+    say(f"shop {channel}/{shop} removed")
 
 
 @orders_app.command("show")
@@ -306,6 +399,9 @@ def main() -> None:
     except TransientError as e:
         say(f"error: {e} (is the service running? `orderhub up` starts embedded ones)")
         sys.exit(3)
+    except OrderhubError as e:  # e.g. a channel refused a request: its own code is in the text
+        say(f"error: {e}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from runtime.services import (
     record,
 )
 from runtime.settings import Settings
+from runtime.stages import STAGES
 from runtime.supervisor import StageProcesses, wait_until_drained
 from runtime.views import status_counts
 from schemas.base import SHANGHAI
@@ -120,11 +121,15 @@ def run_up(settings: Settings, demo: int, metrics_port: int, report: Report) -> 
     """Run every stage until SIGINT/SIGTERM, restarting a stage that stops on its own."""
     with services(settings, report) as endpoints:
         prepare(settings, endpoints)
-        procs = StageProcesses(settings, endpoints, metrics_port)
+        ingest = ("ingest-poll",) + (("ingest-http",) if settings.webhooks.port else ())
+        procs = StageProcesses(settings, endpoints, metrics_port, (*STAGES, *ingest))
         procs.start()
         report(f"stages running: {', '.join(procs.procs)}"
                + (f"; metrics on :{metrics_port}-{metrics_port + len(procs.procs) - 1}"
                   if metrics_port else ""))
+        if settings.webhooks.port:
+            report(f"webhooks: http://{settings.webhooks.host}:{settings.webhooks.port}"
+                   "/webhooks/{shopify,douyin,wechat}")
         if demo:
             load_demo(settings, endpoints, demo, report)
         report("ready: try `orderhub orders list` in another terminal; Ctrl-C stops everything")

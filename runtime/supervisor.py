@@ -28,15 +28,20 @@ def _die_with_parent() -> None:
 class StageProcesses:
     """One `orderhub stage NAME` child process per stage, all pointed at the same endpoints."""
 
-    def __init__(self, settings: Settings, endpoints: Endpoints, metrics_base_port: int) -> None:
-        """`metrics_base_port`: stage i serves metrics on base + i; 0 disables metrics."""
+    def __init__(self, settings: Settings, endpoints: Endpoints, metrics_base_port: int,
+                 names: tuple[str, ...] = tuple(STAGES)) -> None:
+        """`metrics_base_port`: process i of `names` serves metrics on base + i; 0 disables.
+
+        `names` are stages and, inside `up`, the ingest services (ingest-http, ingest-poll).
+        """
         self.settings = settings
+        self.names = names
         self.endpoints = endpoints
         self.metrics_base_port = metrics_base_port
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
-        for name in STAGES:
+        for name in self.names:
             self._spawn(name)
 
     def restart(self, name: str) -> None:
@@ -48,7 +53,7 @@ class StageProcesses:
         env = {**os.environ, **self.settings.to_env(),
                "ORDERHUB_KAFKA__BOOTSTRAP": self.endpoints.bootstrap,
                "ORDERHUB_DATABASE__URL": self.endpoints.database_url}
-        i = list(STAGES).index(name)
+        i = self.names.index(name)
         port = self.metrics_base_port + i if self.metrics_base_port else 0
         cmd = [sys.executable, "-m", "runtime.cli", "stage", name, "--metrics-port", str(port)]
         self.procs[name] = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)

@@ -87,6 +87,13 @@ def database_url(pg_admin: str, template_db: str) -> Iterator[str]:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the receiver binds it moments later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def settings(
     broker: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -102,6 +109,7 @@ def settings(
         database={"url": database_url},
         stage={"retry_attempts": 3, "retry_max_wait_s": 0.5},
         metrics={"port": 0},
+        webhooks={"port": free_port()},
     )
     for key in [k for k in os.environ if k.startswith("ORDERHUB_")]:
         monkeypatch.delenv(key)

@@ -1,0 +1,164 @@
+"""The push receiver: one aiohttp service for every channel that pushes over HTTP.
+
+`POST /webhooks/{shopify,douyin,wechat}` (and `GET /webhooks/wechat`, WeChat's URL check). Per
+request: refuse a body over the limit (413) or of the wrong type (415) before reading it; verify
+the channel's signature on the raw bytes in constant time (401, nothing produced); then produce
+once per delivery id and answer what the channel expects — within its deadline (Shopify 5 s), or
+503 so that the channel delivers again. A signed body that cannot be understood is dead-lettered
+and acknowledged, since sending it again cannot make it better.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Protocol
+
+from aiohttp import web
+
+from ingest.publish import Publisher
+from ingest.push import Delivery, PushRequest, PushSecrets, Unauthorized
+from runtime.settings import WebhookSettings
+from schemas.errors import InvalidInput, TransientError
+
+log = logging.getLogger(__name__)
+
+# Answer in time for the strictest channel (Shopify: 5 s), leaving room for the network.
+DEADLINE_S = 4.0
+JSON = ("application/json",)
+# WeChat pushes JSON or XML depending on how the shop configured its message format.
+CONTENT_TYPES: Mapping[str, tuple[str, ...]] = {
+    "shopify": JSON, "douyin": JSON, "wechat": (*JSON, "text/xml", "application/xml"),
+}
+
+
+class Verify(Protocol):
+    def __call__(self, request: PushRequest, secrets: PushSecrets, now: datetime) -> Delivery: ...
+
+
+def push_handlers() -> dict[str, Verify]:
+    """The channels that push over HTTP and their verifiers."""
+    from ingest import douyin, shopify, wechat
+
+    return {"shopify": shopify.verify_push, "douyin": douyin.verify_push,
+            "wechat": wechat.verify_push}
+
+
+def secrets_from(settings: WebhookSettings) -> dict[str, PushSecrets]:
+    """Each channel's secrets; a channel whose secret is not configured is left out (503)."""
+    found: dict[str, PushSecrets] = {}
+    if settings.shopify_secret is not None:
+        found["shopify"] = PushSecrets(secret=settings.shopify_secret.get_secret_value())
+    if settings.douyin_app_secret is not None and settings.douyin_app_key:
+        found["douyin"] = PushSecrets(secret=settings.douyin_app_secret.get_secret_value(),
+                                      app_key=settings.douyin_app_key)
+    if settings.wechat_token is not None:
+        found["wechat"] = PushSecrets(secret=settings.wechat_token.get_secret_value())
+    return found
+
+
+def build_app(
+    publisher: Publisher, settings: WebhookSettings, *,
+    secrets: Mapping[str, PushSecrets] | None = None,
+    handlers: Mapping[str, Verify] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> web.Application:
+    """The receiver's application; `secrets` default to the settings' (tests pass their own)."""
+    verifiers = dict(handlers or push_handlers())
+    configured = dict(secrets_from(settings) if secrets is None else secrets)
+    limit = settings.max_body_bytes
+
+    async def webhook(request: web.Request) -> web.StreamResponse:
+        channel = request.match_info["channel"]
+        if channel not in verifiers:
+            return _text(404, f"no webhook for channel {channel!r}; "
+                              f"channels that push here: {', '.join(sorted(verifiers))}")
+        if channel not in configured:
+            log.error("webhook %s refused: its secret is not configured", channel)
+            return _text(503, f"{channel} webhooks are not configured on this hub")
+        if request.content_length is not None and request.content_length > limit:
+            _count(publisher, channel, "too_large")
+            return _text(413, f"body over {limit} bytes")
+        if request.method == "POST" and request.content_type not in CONTENT_TYPES[channel]:
+            _count(publisher, channel, "wrong_content_type")
+            return _text(415, f"expected {' or '.join(CONTENT_TYPES[channel])}, "
+                              f"got {request.content_type or 'none'}")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            _count(publisher, channel, "too_large")
+            return _text(413, f"body over {limit} bytes")
+        push = PushRequest(method=request.method,
+                           headers={k.lower(): v for k, v in request.headers.items()},
+                           query=dict(request.query), body=body)
+        if request.method == "GET":
+            return _echo(channel, push, configured[channel], clock())
+        try:
+            delivery = verifiers[channel](push, configured[channel], clock())
+        except Unauthorized as e:
+            log.warning("webhook %s refused: %s", channel, e)
+            _count(publisher, channel, "unauthorized")
+            return _text(401, "signature verification failed")
+        except InvalidInput as e:
+            await asyncio.to_thread(publisher.reject, channel, "webhook", f"webhook:{channel}",
+                                    str(e), body)
+            _count(publisher, channel, "invalid")
+            return _text(200, "refused: dead-lettered")
+        try:
+            outcome = await asyncio.wait_for(
+                asyncio.to_thread(publisher.push, channel, "webhook", delivery), DEADLINE_S)
+        except (TransientError, TimeoutError) as e:
+            log.error("webhook %s delivery %s not produced in time: %s", channel,
+                      delivery.delivery_id, e)
+            _count(publisher, channel, "unavailable")
+            return _text(503, "not stored; deliver again")
+        _count(publisher, channel, "duplicate" if outcome.duplicate else "accepted")
+        return web.Response(status=200, body=delivery.response,
+                            content_type=delivery.content_type)
+
+    async def health(_: web.Request) -> web.Response:
+        return _text(200, "ok")
+
+    app = web.Application(client_max_size=limit)
+    app.router.add_post("/webhooks/{channel}", webhook)
+    app.router.add_get("/webhooks/{channel}", webhook)
+    app.router.add_get("/healthz", health)
+    return app
+
+
+def _echo(channel: str, push: PushRequest, secrets: PushSecrets, now: datetime
+          ) -> web.Response:
+    """WeChat checks a push URL with a signed GET whose `echostr` must come back verbatim."""
+    if channel != "wechat":
+        return _text(405, "use POST")
+    from ingest import wechat
+
+    try:
+        return web.Response(status=200, body=wechat.verify_echo(push, secrets, now),
+                            content_type="text/plain")
+    except (Unauthorized, InvalidInput) as e:
+        log.warning("webhook wechat URL check refused: %s", e)
+        return _text(401, "signature verification failed")
+
+
+def _text(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message + "\n")
+
+
+def _count(publisher: Publisher, channel: str, outcome: str) -> None:
+    publisher.metrics.webhooks.labels(channel=channel, outcome=outcome).inc()
+
+
+async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("webhook receiver listening on http://%s:%d/webhooks/{channel}", host, port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
