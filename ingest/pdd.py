@@ -1,4 +1,8 @@
-"""Pinduoduo adapter pieces ingest needs before mapping: unwrapping documents, reading the id."""
+"""Pinduoduo adapter pieces ingest needs before mapping: unwrapping documents, reading the id.
+
+The network side (the signed router client, the message WebSocket) lives in `ingest.pdd_api`
+and is re-exported here, where the poller looks for a channel's `Client` and `Messages`.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ingest.files import Document, read_documents
+from ingest.pdd_api import Client, Messages, frame_delivery, message_path, sign
 from ingest.wrappers import order_array, order_object
 from schemas.errors import InvalidInput
+
+__all__ = [
+    "Client", "Messages", "frame_delivery", "message_path", "native_id", "read", "sign", "unwrap",
+]
 
 EXPECTED = (
     "a PDD order object (with an 'order_sn'), {'order_info_get_response': {'order_info': {...}}}"
