@@ -9,12 +9,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
-from ingest import metrics
+from ingest import csv, metrics
 from ingest.files import Document
 from ingest.process import Rejected, adapter_for, envelopes, raw_key
 from ingest.projection import record_rejections
@@ -23,6 +24,7 @@ from runtime.settings import Settings
 from schemas.base import SHANGHAI
 from schemas.errors import TransientError
 from schemas.events import DeadLetter, RawOrderReceived
+from schemas.order import Channel
 from schemas.topics import DLQ, RAW
 
 log = logging.getLogger(__name__)
@@ -45,10 +47,13 @@ def ingest_file(
     engine: Engine, registry: CollectorRegistry | None = None,
 ) -> IngestReport:
     """Produce every order in the file to orders.raw; dead-letter what cannot be read."""
-    adapter = adapter_for(channel)  # fail before reading anything when the channel is wrong
+    adapter: Any = adapter_for(channel)  # fail before reading anything when the channel is wrong
+    if channel == Channel.CSV.value:  # a merchant's export: read with that shop's column mapping
+        adapter = csv.Adapter(settings.csv.mapping_for(shop))
     source = file_source(path)
     docs: Iterable[Document] = adapter.read(path)
-    found = list(envelopes(channel, shop, docs, source=source, received_at=datetime.now(UTC)))
+    found = list(envelopes(channel, shop, docs, source=source, received_at=datetime.now(UTC),
+                           adapter=adapter))
     good = [e for e in found if isinstance(e, RawOrderReceived)]
     bad = tuple(e for e in found if isinstance(e, Rejected))
     produce_all(producer, settings, [(RAW.full_name(settings.kafka.topic_prefix), raw_key(e),

@@ -49,14 +49,15 @@ def raw_key(envelope: RawOrderReceived) -> str:
 
 def envelopes(
     channel: str, shop: str, documents: Iterable[Document], *, source: str,
-    received_at: datetime,
+    received_at: datetime, adapter: Any | None = None,
 ) -> Iterator[RawOrderReceived | Rejected]:
     """One envelope per order found in the documents; a document that fails is rejected whole.
 
     `source` identifies the file (name + content digest) so that importing the same file again
-    yields the same delivery ids.
+    yields the same delivery ids. `adapter` overrides the channel's module (a CSV adapter bound
+    to the shop's column mapping).
     """
-    adapter = adapter_for(channel)
+    adapter = adapter or adapter_for(channel)
     for doc in documents:
         if doc.error is not None:
             yield Rejected(doc.position, doc.error, doc.raw)

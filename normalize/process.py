@@ -32,11 +32,19 @@ MAPPERS: Mapping[Channel, Mapper] = MappingProxyType(
 )
 
 
-def normalize(raw: RawOrderReceived, rates: RateTable) -> Order:
+def with_csv(csv_mapper: Mapper) -> Mapping[Channel, Mapper]:
+    """MAPPERS and the csv mapper, which needs the merchants' import mappings from settings."""
+    return MappingProxyType({**MAPPERS, Channel.CSV: csv_mapper})
+
+
+def normalize(
+    raw: RawOrderReceived, rates: RateTable, mappers: Mapping[Channel, Mapper] = MAPPERS
+) -> Order:
     """The canonical Order for one raw payload, or InvalidInput saying why there is none."""
-    mapper = MAPPERS.get(_channel(raw.channel))
+    mapper = mappers.get(_channel(raw.channel))
     if mapper is None:
-        raise InvalidInput(f"no mapper for channel {raw.channel!r} yet", path="channel")
+        raise InvalidInput(f"no mapper for channel {raw.channel!r} configured",
+                           path="channel")
     return mapper(raw.payload, shop=raw.shop, rates=rates)
 
 

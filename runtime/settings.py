@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from normalize.csv_mapping import DEFAULT, DEFAULT_NAME, CsvMapping
 from normalize.rates import DEFAULT_RATES
 
 
@@ -56,7 +57,7 @@ class MetricsSettings(_Section):
 
 
 class WebhookSettings(_Section):
-    """The push receiver (`orderhub stage ingest-http`). A channel without its secret answers 503."""
+    """The push receiver (`orderhub stage ingest-http`); a channel without a secret gets 503."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, description="0 disables the receiver inside `up`")
@@ -78,6 +79,28 @@ class PollSettings(_Section):
     max_backoff_s: float = Field(default=300.0, gt=0)
 
 
+class CsvSettings(_Section):
+    """Merchants' CSV/Excel layouts: a shop without an entry in `shops` uses `default`."""
+
+    mappings: dict[str, CsvMapping] = Field(
+        default_factory=dict, description="mapping name -> layout; `default` may be overridden"
+    )
+    shops: dict[str, str] = Field(default_factory=dict, description="shop -> mapping name")
+
+    @model_validator(mode="after")
+    def _shops_name_known_mappings(self) -> CsvSettings:
+        known = {*self.mappings, DEFAULT_NAME}
+        unknown = sorted({name for name in self.shops.values() if name not in known})
+        if unknown:
+            raise ValueError(f"shops name unknown csv mappings: {', '.join(unknown)}")
+        return self
+
+    def mapping_for(self, shop: str) -> CsvMapping:
+        """The layout of `shop`'s exports."""
+        name = self.shops.get(shop, DEFAULT_NAME)
+        return self.mappings.get(name, DEFAULT)
+
+
 class Settings(BaseSettings):
     """Everything a process needs, built once in the composition root and passed down."""
 
@@ -92,6 +115,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     webhooks: WebhookSettings = WebhookSettings()
     poll: PollSettings = PollSettings()
+    csv: CsvSettings = CsvSettings()
     rates: dict[str, dict[str, str]] = Field(
         default_factory=lambda: {c: dict(r) for c, r in DEFAULT_RATES.items()},
         description="currency -> {effective date: CNY per unit}",

@@ -16,7 +16,8 @@ from allocate.projection import add_warehouse, set_stock
 from ingest.demo import required_stock
 from runtime.db import in_transaction
 from runtime.settings import Settings
-from tests.builders import demo_orders
+from schemas.base import SHANGHAI
+from tests.builders import FIXTURES, demo_orders
 from tests.conftest import REPO, run_cli
 
 N = 1000
@@ -148,15 +149,32 @@ def test_killing_drain_mid_run_and_running_it_again_loses_and_doubles_nothing(
                       "dead_letters": 0}
 
 
-def test_a_csv_export_is_ingested_and_dead_lettered_until_its_mapper_exists(
-    settings: Settings, engine: Engine, tmp_path: Path
+def test_merchants_csv_exports_become_canonical_orders_with_their_own_column_mappings(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "export.csv"
-    path.write_text("order_id,sku,quantity\nA1,TQF-TEE-RED-110,2\nA1,TQF-DRS-PNK-130,1\n"
-                    "A2,TQF-TEE-RED-110,1\n", encoding="utf-8")
-    assert "2 order(s) written" in _ok(run_cli("ingest", "csv", str(path))).stderr
-    _ok(run_cli("drain", "--timeout", "120"))
-    dlq = json.loads(_ok(run_cli("dlq", "list", "--json")).stdout)
-    assert sorted(d["key"] for d in dlq) == ["csv:default:A1", "csv:default:A2"]
-    assert {d["message"] for d in dlq} == {"channel: no mapper for channel 'csv' yet"}
-    assert _counts(engine)["orders"] == 0
+    csv_dir = FIXTURES / "csv"
+    for line in (csv_dir / "acme_settings.env").read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name == "ORDERHUB_CSV__MAPPINGS":  # plus a layout for a gb18030 Chinese export
+            value = json.dumps({**json.loads(value), "tmall-export": {"encoding": "gb18030"}})
+        elif name == "ORDERHUB_CSV__SHOPS":
+            value = json.dumps({**json.loads(value), "tmall": "tmall-export"})
+        monkeypatch.setenv(name, value)
+    for path, shop in (("orders_en.csv", "site"), ("acme_orders.csv", "acme-store"),
+                       ("orders_zh_gb18030.csv", "tmall")):
+        result = _ok(run_cli("ingest", "csv", str(csv_dir / path), "--shop", shop))
+        assert "rejected" not in result.stderr, result.stderr
+    _ok(run_cli("drain", "--timeout", "180"))
+    with engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(text(
+            "SELECT id, shop, status, currency, paid_amount, created_at, document FROM orders"))}
+        letters = conn.execute(text("SELECT message FROM dead_letters")).scalars().all()
+    assert letters == []
+    assert {i[:4] for i in rows} >= {"CSVA", "ACME", "CSV6"}
+    acme = rows["ACME1077"]  # fen, UTC times and its own status words, per its mapping
+    assert (acme.shop, acme.status, acme.currency) == ("acme-store", "shipped", "USD")
+    assert acme.created_at.astimezone(SHANGHAI).isoformat() == "2026-11-11T00:00:00+08:00"
+    zh = rows["CSV612055618715866263"]  # 19 digits kept exact, gb18030 decoded
+    assert zh.document["status"] == "paid" and len(zh.document["lines"]) == 2
+    assert zh.status == "backordered"  # paid, and no warehouse holds its SKUs here
+    assert zh.document["recipient"]["province"] == "浙江省"

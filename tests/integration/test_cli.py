@@ -13,6 +13,7 @@ COMMANDS = [
     [], ["up"], ["stage"], ["drain"], ["ingest"], ["migrate"], ["orders"], ["orders", "show"],
     ["orders", "list"], ["warehouses"], ["warehouses", "add"], ["stock"], ["stock", "set"],
     ["topics"], ["topics", "create"], ["schemas"], ["schemas", "export"], ["dlq"], ["dlq", "list"],
+    ["poll"], ["shops"], ["shops", "add"], ["shops", "list"], ["shops", "remove"],
 ]
 
 
