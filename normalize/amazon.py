@@ -103,7 +103,8 @@ def map_order(payload: Mapping[str, Any], *, shop: str, rates: RateTable) -> Ord
         discount_amount=discount,
         paid_amount=paid_amount,
         paid_cny=rates.to_cny(paid_amount, currency, on=created_at.astimezone(SHANGHAI).date()),
-        lines=tuple(_line(item, child(ITEMS, i)) for i, item in enumerate(items)),
+        lines=tuple(_line(item, child(ITEMS, i), cancelled=native_status == "Canceled")
+                    for i, item in enumerate(items)),
         recipient=recipient,
         buyer_note=None,
         flags=_flags(order, native_status, recipient, items),
@@ -185,9 +186,11 @@ def _marketplace(order: Mapping[str, Any]) -> tuple[str, str] | None:
     return None if marketplace is None else (marketplace[:2], marketplace[3:])
 
 
-def _line(item: Mapping[str, Any], path: str) -> OrderLine:
+def _line(item: Mapping[str, Any], path: str, *, cancelled: bool) -> OrderLine:
     quantity = as_int(required(item, "QuantityOrdered", path), child(path, "QuantityOrdered"))
-    if not 0 < quantity <= 1_000_000:
+    # Amazon zeroes QuantityOrdered once an order is Canceled: the line stays, with 0 units.
+    lowest = 0 if cancelled else 1
+    if not lowest <= quantity <= 1_000_000:
         raise InvalidInput(
             f"not a plausible quantity: {quantity}", path=child(path, "QuantityOrdered")
         )
@@ -212,6 +215,8 @@ def _line(item: Mapping[str, Any], path: str) -> OrderLine:
 
 def _unit_price(item_price: Decimal, quantity: int) -> Decimal:
     """ItemPrice is the unit price times the quantity: divide it back, exactly."""
+    if quantity == 0:  # a cancelled line: Amazon sends no price for it
+        return item_price
     unit = item_price / quantity
     if unit * quantity == item_price:
         return unit

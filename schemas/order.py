@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from schemas.base import BeijingTime, Contract, Money
 
@@ -64,7 +64,9 @@ class OrderLine(Contract):
     sku: str | None = Field(description="merchant SKU (outer_sku_id / outer_id / SellerSKU / sku)")
     channel_sku_id: str | None = Field(default=None, description="the channel's own SKU id")
     title: str = Field(default="", description="item title as the channel shows it")
-    quantity: int = Field(gt=0, le=1_000_000, description="units ordered")
+    quantity: int = Field(ge=0, le=1_000_000, description=(
+        "units ordered; 0 only on a cancelled order whose channel zeroes cancelled lines "
+        "(Amazon reports a Canceled order's items with QuantityOrdered 0)"))
     unit_price: Money = Field(description="price of one unit, major units of `currency`")
     line_total: Money = Field(description="amount of the line after line discounts")
 
@@ -104,3 +106,10 @@ class Order(Contract):
     recipient: Recipient | None = None
     buyer_note: str | None = None
     flags: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _zero_quantity_only_when_cancelled(self) -> Order:
+        if self.status is not OrderStatus.CANCELLED and any(
+                line.quantity == 0 for line in self.lines):
+            raise ValueError("a line with quantity 0 is only possible on a cancelled order")
+        return self

@@ -214,7 +214,7 @@ class ShopRow(Base):
 
 
 class PollCursorRow(Base):
-    """Where a shop's incremental pull resumes: everything modified before `position` was produced."""
+    """Where a shop's pull resumes: everything modified before `position` was produced."""
 
     __tablename__ = "poll_cursors"
     channel: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -239,7 +239,7 @@ class PushDeliveryRow(Base):
 
 
 class FetchRequestRow(Base):
-    """An order a push only notified about; the shop's poller fetches it in full, then deletes it."""
+    """An order a push only notified about; its shop's poller fetches it whole, then deletes it."""
 
     __tablename__ = "fetch_requests"
     channel: Mapped[str] = mapped_column(Text, primary_key=True)

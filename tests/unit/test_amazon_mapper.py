@@ -485,3 +485,18 @@ def test_any_value_in_any_field_either_maps_or_is_invalid_input(
         assert str(e)
     else:
         assert order.id.startswith("AMZ")
+
+
+def test_a_canceled_order_whose_items_amazon_zeroed_maps_to_a_cancelled_order() -> None:
+    body = payload("order_canceled")
+    for entry in body["OrderItems"]:
+        entry["QuantityOrdered"] = 0
+        entry.pop("ItemPrice", None)
+    order = map_order(body, shop="s", rates=RATES)
+    assert order.status is OrderStatus.CANCELLED
+    assert [line.quantity for line in order.lines] == [0] * len(body["OrderItems"])
+
+
+def test_a_zero_quantity_line_on_an_open_order_is_still_refused() -> None:
+    with pytest.raises(InvalidInput, match="QuantityOrdered"):
+        map_order(break_item("QuantityOrdered", 0), shop="s", rates=RATES)
