@@ -1,4 +1,6 @@
-"""Allocate stage wiring: orders.accepted → reserve stock → orders.allocated | orders.held."""
+"""Allocate stage wiring: orders.accepted → reserve stock → orders.allocated | orders.held;
+orders.status → release the reservation of an order held for review, cancelled, refunded or
+marked a duplicate before it shipped."""
 
 from __future__ import annotations
 
@@ -11,41 +13,72 @@ from sqlalchemy import Connection
 
 from allocate import metrics
 from allocate.process import Allocation, allocate, needed_units
-from allocate.projection import existing_shipments, load_candidates, reserve
+from allocate.projection import (
+    ever_shipped,
+    existing_shipments,
+    load_candidates,
+    release,
+    reserve,
+)
 from runtime.projection import advance_status, lock_orders, record_events
 from runtime.runner import Context, Emit
 from runtime.settings import Settings
 from schemas.base import SHANGHAI
 from schemas.errors import TransientError
-from schemas.events import Event, Hold, OrderAccepted, OrderAllocated, OrderHeld, Shipment
+from schemas.events import (
+    Event,
+    Hold,
+    OrderAccepted,
+    OrderAllocated,
+    OrderHeld,
+    OrderStatusChanged,
+    Shipment,
+)
 from schemas.order import OrderStatus
-from schemas.topics import ACCEPTED, ALLOCATED, HELD, TopicSpec
+from schemas.topics import ACCEPTED, ALLOCATED, HELD, STATUS, TopicSpec
 
 ALLOCATABLE = {OrderStatus.PAID.value, OrderStatus.BACKORDERED.value}
+RELEASE_ON = frozenset({OrderStatus.REVIEW_HOLD, OrderStatus.CANCELLED, OrderStatus.REFUNDED,
+                        OrderStatus.DUPLICATE})
 ANY_TIME = datetime.min.replace(tzinfo=SHANGHAI)
 CONTENTION_ATTEMPTS = 5
 
 
 class AllocateStage:
     name = "allocate"
-    sources: tuple[TopicSpec, ...] = (ACCEPTED,)
+    sources: tuple[TopicSpec, ...] = (ACCEPTED, STATUS)
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.metrics = metrics.build(registry)
 
-    def prepare(self, event: Event, ctx: Context) -> OrderAccepted:
-        return cast(OrderAccepted, event)
+    def prepare(self, event: Event, ctx: Context) -> OrderAccepted | OrderStatusChanged:
+        return cast(OrderAccepted | OrderStatusChanged, event)
 
     def project(
-        self, conn: Connection, items: Sequence[OrderAccepted], ctx: Context
+        self, conn: Connection, items: Sequence[OrderAccepted | OrderStatusChanged],
+        ctx: Context,
     ) -> list[Emit]:
-        rows = lock_orders(conn, (a.order.id for a in items))
+        rows = lock_orders(conn, (i.order.id if isinstance(i, OrderAccepted) else i.order_id
+                                  for i in items))
         emits: list[Emit] = []
-        for accepted in items:
-            emit = self._one(conn, accepted, rows.get(accepted.order.id), ctx)
+        for item in items:
+            if isinstance(item, OrderStatusChanged):
+                self._release(conn, item, ctx)
+                continue
+            emit = self._one(conn, item, rows.get(item.order.id), ctx)
             if emit is not None:
                 emits.append(emit)
         return emits
+
+    def _release(self, conn: Connection, change: OrderStatusChanged, ctx: Context) -> None:
+        if change.status not in RELEASE_ON or ever_shipped(conn, change.order_id):
+            return
+        freed = release(conn, change.order_id)
+        if freed:
+            self.metrics.released.inc()
+            _history(conn, change.order_id, f"released:{change.status.value}", change.status,
+                     ctx, {"units": {f"{w}/{s}": q for (w, s), q in freed.items()},
+                           "because": change.reason or change.status.value})
 
     def _one(
         self, conn: Connection, accepted: OrderAccepted, row: dict[str, Any] | None,

@@ -11,6 +11,7 @@ class AllocateMetrics(NamedTuple):
     allocated: Counter
     held: Counter
     contention_retries: Counter
+    released: Counter
 
 
 def build(registry: CollectorRegistry) -> AllocateMetrics:
@@ -21,4 +22,8 @@ def build(registry: CollectorRegistry) -> AllocateMetrics:
             "orderhub_allocate_contention_retries",
             "Reservations retried because stock changed under the decision", registry=registry,
         ),
+        released=Counter(
+            "orderhub_allocate_released",
+            "Reservations given back: order held for review, cancelled, refunded or a duplicate",
+            registry=registry),
     )

@@ -119,3 +119,34 @@ def set_stock(conn: Connection, warehouse: str, sku: str, on_hand: int) -> int:
         {"w": warehouse, "s": sku, "q": on_hand},
     )
     return on_hand - reserved
+
+
+def release(conn: Connection, order_id: str) -> dict[tuple[str, str], int]:
+    """Give an unshipped order's reserved units back to available stock, once.
+
+    Deleting the allocation rows is what makes a replay release nothing twice; stock rows are
+    updated in (warehouse, SKU) order, the same order reservations lock them in.
+    """
+    freed = conn.execute(
+        text("DELETE FROM allocations WHERE order_id = :o RETURNING warehouse, sku, quantity"),
+        {"o": order_id},
+    ).all()
+    units: dict[tuple[str, str], int] = defaultdict(int)
+    for warehouse, sku, quantity in freed:
+        units[(warehouse, sku)] += quantity
+    for (warehouse, sku), qty in sorted(units.items()):
+        conn.execute(
+            text("UPDATE stock SET available = available + :q, reserved = reserved - :q, "
+                 "updated_at = now() WHERE warehouse = :w AND sku = :s"),
+            {"q": qty, "w": warehouse, "s": sku},
+        )
+    return dict(units)
+
+
+def ever_shipped(conn: Connection, order_id: str) -> bool:
+    """Whether the order's history has a shipment: its goods left, nothing to release."""
+    return conn.execute(
+        text("SELECT 1 FROM order_events WHERE order_id = :o AND status = ANY(:s) LIMIT 1"),
+        {"o": order_id, "s": ["shipped", "delivered", "completed", "return_requested",
+                              "returned"]},
+    ).first() is not None

@@ -1,41 +1,131 @@
-"""Dedup's projection: accepted_orders, whose primary key is the exact-duplicate guarantee."""
+"""Dedup's projection: accepted_orders (exact ids), dedup_fingerprints (suspects by window) and
+the review_queue. Postgres is the guarantee: a rebalance, a restart or a cold cache can let no
+duplicate through, because every check reads these tables in the batch's transaction.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, text
 
+from dedup.process import Fingerprint, Suspect
 from runtime.projection import record_events
 
 
 def claim_first_versions(
-    conn: Connection, firsts: Iterable[tuple[str, str]], now: datetime
-) -> dict[str, str]:
-    """Insert (order id, digest) pairs not seen before; return every id's first digest.
-
-    The primary key on order_id makes a second acceptance of the same id impossible, whatever
-    a rebalance, a restart or a lost cache does.
-    """
-    first: dict[str, str] = {}
-    for order_id, dg in firsts:
-        first.setdefault(order_id, dg)
-    rows = [{"id": i, "d": d, "now": now} for i, d in first.items()]
+    conn: Connection, firsts: Iterable[tuple[str, str, str]], now: datetime
+) -> dict[str, tuple[str, str | None]]:
+    """Insert (order id, digest, delivery) not seen before; return each id's first
+    (digest, delivery). The primary key on order_id makes a second acceptance impossible."""
+    first: dict[str, tuple[str, str]] = {}
+    for order_id, dg, delivery in firsts:
+        first.setdefault(order_id, (dg, delivery))
+    rows = [{"id": i, "d": d, "v": v, "now": now} for i, (d, v) in first.items()]
     if not rows:
         return {}
     conn.execute(
         text(
-            "INSERT INTO accepted_orders (order_id, first_digest, accepted_at) "
-            "VALUES (:id, :d, :now) ON CONFLICT (order_id) DO NOTHING"
+            "INSERT INTO accepted_orders (order_id, first_digest, first_delivery, accepted_at) "
+            "VALUES (:id, :d, :v, :now) ON CONFLICT (order_id) DO NOTHING"
         ),
         rows,
     )
     found = conn.execute(
-        text("SELECT order_id, first_digest FROM accepted_orders WHERE order_id = ANY(:ids)"),
+        text("SELECT order_id, first_digest, first_delivery FROM accepted_orders "
+             "WHERE order_id = ANY(:ids)"),
         {"ids": [r["id"] for r in rows]},
     )
-    return {order_id: first for order_id, first in found}
+    return {order_id: (dg, delivery) for order_id, dg, delivery in found}
+
+
+def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
+    """Serialize workers on a fingerprint: two reports of one purchase may sit on different
+    partitions, and each must see the other's row. Locks in a fixed order: no deadlock."""
+    for key in sorted(set(keys)):
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+
+
+def seen_fingerprints(
+    conn: Connection, fps: Sequence[Fingerprint], window: timedelta
+) -> tuple[list[Fingerprint], frozenset[str]]:
+    """Fingerprints with the batch's keys inside the batch's event-time span ± window, and the
+    ids among them that are (or were) in the review queue."""
+    if not fps:
+        return [], frozenset()
+    rows = conn.execute(
+        text("SELECT f.order_id, f.key, f.event_at, f.paid_cny, f.phone_tail, f.name_mark, "
+             "f.channel, r.order_id IS NOT NULL AS reviewed FROM dedup_fingerprints f "
+             "LEFT JOIN review_queue r ON r.order_id = f.order_id "
+             "WHERE f.key = ANY(:keys) AND f.event_at BETWEEN :lo AND :hi"),
+        {"keys": sorted({f.key for f in fps}),
+         "lo": min(f.event_at for f in fps) - window, "hi": max(f.event_at for f in fps) + window},
+    ).all()
+    seen = [Fingerprint(r.order_id, r.key, r.event_at, r.paid_cny, r.phone_tail, r.name_mark,
+                        r.channel) for r in rows]
+    return seen, frozenset(r.order_id for r in rows if r.reviewed)
+
+
+def record_fingerprints(conn: Connection, fps: Sequence[Fingerprint]) -> None:
+    if not fps:
+        return
+    conn.execute(
+        text("INSERT INTO dedup_fingerprints (order_id, key, event_at, paid_cny, phone_tail, "
+             "name_mark, channel) VALUES (:order_id, :key, :event_at, :paid_cny, :phone_tail, "
+             ":name_mark, :channel) ON CONFLICT (order_id) DO NOTHING"),
+        [vars(f) for f in fps],
+    )
+
+
+def open_review(conn: Connection, suspect: Suspect, now: datetime) -> bool:
+    """Add the suspect to the queue; False when it was already there (a replay)."""
+    return bool(conn.execute(
+        text("INSERT INTO review_queue (order_id, matched_order_id, matched_fields, reason, "
+             "raised_at) VALUES (:o, :m, CAST(:f AS jsonb), :r, :now) "
+             "ON CONFLICT (order_id) DO NOTHING"),
+        {"o": suspect.order_id, "m": suspect.duplicate_of,
+         "f": json.dumps(list(suspect.matched_fields)), "r": suspect.reason, "now": now},
+    ).rowcount)
+
+
+def reviews(conn: Connection, order_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    ids = sorted(set(order_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(
+        text("SELECT * FROM review_queue WHERE order_id = ANY(:ids) FOR UPDATE"), {"ids": ids}
+    ).mappings()
+    return {r["order_id"]: dict(r) for r in rows}
+
+
+def raised_by(conn: Connection, order_id: str) -> list[dict[str, Any]]:
+    """Open reviews this order caused by arriving after later-in-event-time orders."""
+    rows = conn.execute(
+        text("SELECT * FROM review_queue WHERE matched_order_id = :o AND state = 'open'"),
+        {"o": order_id}).mappings()
+    return [dict(r) for r in rows]
+
+
+def decide_review(
+    conn: Connection, order_id: str, state: str, by: str, reason: str | None, at: datetime,
+    duplicate_of: str | None,
+) -> None:
+    conn.execute(
+        text("UPDATE review_queue SET state = :s, decided_by = :by, decided_at = :at, "
+             "decision_reason = :r, duplicate_of = :d WHERE order_id = :o AND state = 'open'"),
+        {"s": state, "by": by, "at": at, "r": reason, "d": duplicate_of, "o": order_id},
+    )
+    if duplicate_of is not None:
+        conn.execute(text("UPDATE orders SET duplicate_of = :d WHERE id = :o"),
+                     {"d": duplicate_of, "o": order_id})
+
+
+def open_count(conn: Connection) -> int:
+    return int(conn.execute(
+        text("SELECT count(*) FROM review_queue WHERE state = 'open'")).scalar() or 0)
 
 
 def record_acceptances(

@@ -25,9 +25,10 @@ topics_app = typer.Typer(help="Manage the Kafka topics of the registry.", no_arg
 schemas_app = typer.Typer(help="Export the topic contracts.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Inspect dead letters.", no_args_is_help=True)
 shops_app = typer.Typer(help="Configure the shops orderhub polls.", no_args_is_help=True)
+review_app = typer.Typer(help="Work the queue of suspected duplicates.", no_args_is_help=True)
 for sub, name in ((orders_app, "orders"), (warehouses_app, "warehouses"), (stock_app, "stock"),
                   (topics_app, "topics"), (schemas_app, "schemas"), (dlq_app, "dlq"),
-                  (shops_app, "shops")):
+                  (shops_app, "shops"), (review_app, "review")):
     app.add_typer(sub, name=name)
 
 log = logging.getLogger("orderhub")
@@ -384,6 +385,70 @@ def dlq_list(limit: Annotated[int, typer.Option(min=1)] = 100, as_json: JsonFlag
         typer.echo(f"{r['stage']:<10} {r['topic']}[{r['partition']}]@{r['offset']}  "
                    f"{r['error_class']}: {r['message']}")
     say(f"{len(rows)} dead letter(s)")
+
+
+@review_app.command("list")
+def review_list(
+    everything: Annotated[bool, typer.Option("--all", help="Decided items too.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Suspected duplicates waiting for a person (oldest first)."""
+    from dedup.review import queue
+
+    rows = _in_db(lambda conn: queue(conn, everything))
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        decided = (f"  {r['state']} by {r['decided_by']}" if r["state"] != "open" else "")
+        typer.echo(f"{r['order_id']}  looks like {r['matched_order_id']}  "
+                   f"({', '.join(r['matched_fields'])})  ¥{r['paid_cny']}  "
+                   f"raised {r['raised_at'].isoformat()}{decided}")
+    say(f"{len(rows)} item(s)" + ("" if everything else " open"))
+
+
+def _decide(order_id: str, action: str, by: str, reason: str | None,
+            duplicate_of: str | None = None) -> None:
+    from dedup.review import decision
+    from ingest.agent import produce_all
+    from runtime.kafka import make_producer
+    from runtime.services import discover
+    from schemas.base import SHANGHAI
+    from schemas.topics import STATUS
+
+    s = settings()
+    event = _in_db(lambda conn: decision(conn, order_id, action, by, reason,
+                                         datetime.now(SHANGHAI), duplicate_of))
+    if event is None:
+        say(f"{order_id} was already {'released' if action == 'release' else 'cancelled'}; "
+            "nothing to do")
+        return
+    producer = make_producer(discover(s).bootstrap, "orderhub-review")
+    produce_all(producer, s, [(STATUS.full_name(s.kafka.topic_prefix), order_id,
+                               event.model_dump_json().encode())])
+    say(f"{order_id}: {action} sent on orders.status; dedup applies it "
+        f"(`orderhub orders show {order_id}`)")
+
+
+@review_app.command("release")
+def review_release(
+    order_id: str,
+    by: Annotated[str, typer.Option(help="Who decides.")],
+    reason: Annotated[str, typer.Option(help="Why it is not a duplicate.")],
+) -> None:
+    """Not a duplicate: the order continues to allocation."""
+    _decide(order_id, "release", by, reason)
+
+
+@review_app.command("cancel")
+def review_cancel(
+    order_id: str,
+    as_duplicate_of: Annotated[str, typer.Option(help="The order this one duplicates.")],
+    by: Annotated[str, typer.Option(help="Who decides.")],
+    reason: Annotated[str | None, typer.Option(help="Why (optional).")] = None,
+) -> None:
+    """A duplicate: status `duplicate`, `duplicate_of` set, never allocated."""
+    _decide(order_id, "cancel", by, reason, as_duplicate_of)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ class StageSettings(_Section):
 class MetricsSettings(_Section):
     port: int = Field(default=9464, ge=0, description="0 disables the metrics endpoint")
     host: str = "127.0.0.1"
+
+
+class DedupSettings(_Section):
+    """Suspected duplicates: same fingerprint, event times within the window."""
+
+    window_s: float = Field(default=180.0, gt=0, description="paid_at (else created_at) apart")
+    amount_tolerance_cny: Decimal = Field(default=Decimal(0), ge=0,
+                                          description="paid_cny may differ by this much")
 
 
 class WebhookSettings(_Section):
@@ -113,6 +122,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     stage: StageSettings = StageSettings()
     metrics: MetricsSettings = MetricsSettings()
+    dedup: DedupSettings = DedupSettings()
     webhooks: WebhookSettings = WebhookSettings()
     poll: PollSettings = PollSettings()
     csv: CsvSettings = CsvSettings()

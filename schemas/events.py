@@ -105,6 +105,8 @@ class OrderStatusChanged(Event):
     reason: str | None = None
     carrier: str | None = None
     waybill: str | None = None
+    duplicate_of: str | None = Field(
+        default=None, description="with status `duplicate`: the order this one duplicates")
 
 
 class BuyerNotified(Event):

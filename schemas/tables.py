@@ -131,6 +131,8 @@ class AcceptedOrderRow(Base):
     order_id: Mapped[str] = mapped_column(Text, primary_key=True)
     first_digest: Mapped[str] = mapped_column(Text)
     accepted_at: Mapped[datetime] = mapped_column(TZ)
+    first_delivery: Mapped[str | None] = mapped_column(
+        Text, doc="delivery id of the first version: its replay re-emits, another delivery drops")
 
 
 class WarehouseRow(Base):
@@ -248,3 +250,37 @@ class FetchRequestRow(Base):
     requested_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class FingerprintRow(Base):
+    """Dedup's suspect guarantee: every first sighting, queried by (key, event time) window."""
+
+    __tablename__ = "dedup_fingerprints"
+    order_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, doc="sha256 of region + merchant SKUs x quantities")
+    event_at: Mapped[datetime] = mapped_column(TZ, doc="paid_at, else created_at")
+    paid_cny: Mapped[Decimal] = mapped_column(Numeric)
+    phone_tail: Mapped[str | None] = mapped_column(Text)
+    name_mark: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(Text)
+    seen_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    __table_args__ = (Index("ix_dedup_fingerprints_key_event_at", "key", "event_at"),)
+
+
+class ReviewRow(Base):
+    """The review queue: suspected duplicates a person releases or cancels."""
+
+    __tablename__ = "review_queue"
+    order_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    matched_order_id: Mapped[str] = mapped_column(Text)
+    matched_fields: Mapped[list[str]] = mapped_column(JSONB)
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, server_default=text("'open'"), index=True)
+    raised_at: Mapped[datetime] = mapped_column(TZ)
+    decided_at: Mapped[datetime | None] = mapped_column(TZ)
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    duplicate_of: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'released', 'cancelled')", name="state_known"),
+    )

@@ -19,11 +19,13 @@ from schemas.events import RawOrderReceived
 from tests.builders import shopify_fixture
 
 
-def test_the_first_version_and_its_redeliveries_are_unique_and_later_versions_are_updates(
+def test_the_first_version_is_unique_its_replay_too_another_delivery_a_duplicate(
 ) -> None:
-    assert classify(None, "a") == "unique"
-    assert classify("a", "a") == "unique"
-    assert classify("a", "b") == "update"
+    assert classify(None, None, "a", "d1") == "unique"
+    assert classify("a", "d1", "a", "d1") == "unique"  # the same Kafka message replayed
+    assert classify("a", "d1", "a", "d2") == "duplicate"  # the same version delivered again
+    assert classify("a", None, "a", "d2") == "unique"  # rows from before deliveries were kept
+    assert classify("a", "d1", "b", "d3") == "update"
 
 
 @given(st.text(min_size=1, max_size=40))
