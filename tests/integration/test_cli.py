@@ -14,6 +14,7 @@ COMMANDS = [
     ["orders", "list"], ["warehouses"], ["warehouses", "add"], ["stock"], ["stock", "set"],
     ["topics"], ["topics", "create"], ["schemas"], ["schemas", "export"], ["dlq"], ["dlq", "list"],
     ["poll"], ["shops"], ["shops", "add"], ["shops", "list"], ["shops", "remove"],
+    ["review"], ["review", "list"], ["review", "release"], ["review", "cancel"],
 ]
 
 
