@@ -305,7 +305,8 @@ class Messages:
     (default production) and `wait_s` (how long `messages()` waits for a first frame, default
     3). `session` belongs to the caller; `clock` gives the signed connection time. The connection
     opens on the first call and again after PDD closes it; PDD then resends what was not
-    acknowledged, under the same ids.
+    acknowledged, under the same ids. A frame that cannot be read comes as a delivery with
+    `invalid` set, for the DLQ.
     """
 
     channel: ClassVar[str] = "pdd"
@@ -401,22 +402,33 @@ class Messages:
 
     def _read(self, data: str | bytes) -> Delivery | None:
         try:
-            frame = as_mapping(json.loads(data), "")
-            delivery = frame_delivery(self.shop.shop, frame)
+            frame = json.loads(data)
+        except (ValueError, RecursionError) as e:
+            return self._refused(data, None, f"not JSON: {e}")
+        try:
+            delivery = frame_delivery(self.shop.shop, as_mapping(frame, ""))
         except (ValueError, InvalidInput) as e:
-            # Left unacknowledged: PDD resends it, and a fixed adapter will take it.
-            log.error("pdd %s: message frame not understood, not acknowledged: %s",
-                      self.shop.shop, e)
-            return None
+            return self._refused(data, frame, str(e))
         if frame.get("commandType") == "Fail":
             log.warning("pdd %s: the message service reports a failure: %s", self.shop.shop,
                         str(frame.get("message"))[:200])
         if delivery.ack is None:
             return None
-        message = frame["message"]
-        self.unacked[delivery.ack] = {"sendTime": frame.get("sendTime"),
-                                      "type": message.get("type"), "mallID": message.get("mallID")}
+        self.unacked[delivery.ack] = _ack_fields(frame)
         return delivery
+
+    def _refused(self, data: str | bytes, frame: Any, reason: str) -> Delivery:
+        """A frame we cannot read goes to the DLQ and, when its id is readable, is acknowledged:
+        PDD would otherwise resend it on every connection."""
+        original = data.encode() if isinstance(data, str) else data
+        ack = _frame_id(frame)
+        if ack is not None:
+            self.unacked[ack] = _ack_fields(frame)
+        log.error("pdd %s: message frame %s not understood, dead-lettered: %s", self.shop.shop,
+                  ack, reason)
+        fingerprint = "sha256:" + hashlib.sha256(original).hexdigest()[:32]
+        return Delivery(f"pdd:msg:{ack or fingerprint}", self.shop.shop, ack=ack, invalid=reason,
+                        original=original)
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse:
         if self.ws is not None and not self.ws.closed:
@@ -450,3 +462,21 @@ class Messages:
     def _millis(self) -> int:
         return math.floor(self.clock().timestamp() * 1000)
 
+
+def _frame_id(frame: Any) -> str | None:
+    """The id of a frame that may be malformed, when it is readable as exact digits."""
+    if not isinstance(frame, Mapping) or frame.get("id") is None:
+        return None
+    try:
+        return id_text(frame["id"], "id")
+    except InvalidInput:
+        return None
+
+
+def _ack_fields(frame: Mapping[str, Any]) -> dict[str, Any]:
+    """What an Ack repeats of its frame: the sendTime, and the message's type and mallID."""
+    message = frame.get("message")
+    if not isinstance(message, Mapping):
+        message = {}
+    return {"sendTime": frame.get("sendTime"), "type": message.get("type"),
+            "mallID": message.get("mallID")}

@@ -239,6 +239,7 @@ async def run_shop(poller: ShopPoller, messages: MessageSource | None, stop: asy
 
 
 async def _relay_messages(publisher: Publisher, channel: str, source: MessageSource) -> None:
+    """Produce every frame of a batch (a refused one to the DLQ), and only then confirm them."""
     deliveries = await source.messages()
     for delivery in deliveries:
         await asyncio.to_thread(publisher.push, channel, "webhook", delivery)

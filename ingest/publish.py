@@ -79,9 +79,20 @@ class Publisher:
     # -- pushes ------------------------------------------------------------------------------
 
     def push(self, channel: str, transport: Transport, delivery: Delivery) -> Outcome:
-        """Produce a verified push once: a delivery id already recorded produces nothing."""
+        """Produce a verified push once: a delivery id already recorded produces nothing.
+
+        A refused frame (`delivery.invalid`) is dead-lettered instead. Either way the delivery id
+        is recorded only after the broker acknowledged: a crash in between sends it again (the
+        dead letter keeps one row), never not at all.
+        """
         if in_transaction(self.engine, lambda c: _seen(c, channel, delivery.delivery_id)):
             return Outcome(duplicate=True)
+        if delivery.invalid is not None:
+            self.reject(channel, transport, delivery.delivery_id, delivery.invalid,
+                        delivery.original)
+            empty = Delivery(delivery.delivery_id, delivery.shop)
+            in_transaction(self.engine, lambda c: _record_push(c, channel, transport, empty, 0))
+            return Outcome(rejected=1)
         items = [(_item_id(delivery.delivery_id, i, len(delivery.orders)), payload)
                  for i, payload in enumerate(delivery.orders)]
         good, bad = self._envelopes(channel, delivery.shop, transport, items)

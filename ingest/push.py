@@ -45,6 +45,9 @@ class Delivery:
     `fetch`: native ids whose full order the shop's poller should fetch now.
     `response`: the body the channel expects back (Douyin `{"code":0,"msg":"success"}`,
     WeChat `success`); `content_type` its type.
+    `invalid`: set on a frame that could not be read, the reason it goes to the DLQ with
+    `original` (the frame as received); it carries no orders, status changes or fetches, and
+    still its `ack`, so the channel stops resending it.
     """
 
     delivery_id: str
@@ -55,6 +58,8 @@ class Delivery:
     response: bytes = b""
     content_type: str = "text/plain"
     ack: str | None = None  # the channel's message id to confirm (TMC, PDD frames)
+    invalid: str | None = None
+    original: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -356,7 +356,8 @@ class Messages:
 
     Options `group_name` (default `default`), `tmc_quantity` (10..200 frames a call, default 100),
     plus the router's `base_url`, `sign_method`, `rate_per_s`. TMC redelivers what is not
-    confirmed, so a frame is confirmed only after the relay produced it. The queue is the app's:
+    confirmed, so a frame is confirmed only after the relay produced it; a frame that cannot be
+    read comes as a delivery with `invalid` set, for the DLQ. The queue is the app's:
     when one app serves several shops, put each seller in its own TMC group (`group_name`), or
     every shop's source would consume the others' frames.
     """
@@ -372,7 +373,7 @@ class Messages:
     async def messages(self) -> list[Delivery]:
         body = await self.router.call("taobao.tmc.messages.consume", {
             "group_name": self.group, "quantity": str(self.quantity)}, authorized=False)
-        return [d for frame in _frames(body) if (d := self._delivery(frame)) is not None]
+        return [self._delivery(frame) for frame in _frames(body)]
 
     async def confirm(self, deliveries: Sequence[Delivery]) -> None:
         acks = [d.ack for d in deliveries if d.ack is not None]
@@ -383,19 +384,33 @@ class Messages:
             if body.get("is_success") is False:
                 raise TransientError("taobao.tmc.messages.confirm: TOP did not confirm")
 
-    def _delivery(self, frame: Any) -> Delivery | None:
-        """A frame we cannot read is logged and confirmed as doing nothing: TMC would otherwise
-        resend it forever, failing every batch it is part of."""
+    def _delivery(self, frame: Any) -> Delivery:
         try:
             return tmc_delivery(self.shop, as_mapping(frame, "tmc_message"))
         except InvalidInput as e:
-            ack = frame.get("id") if isinstance(frame, Mapping) else None
-            topic = frame.get("topic") if isinstance(frame, Mapping) else None
-            log.error("taobao/%s: TMC message %s (%s) not understood, confirmed unused: %s",
-                      self.shop, ack, topic, e)
-            if isinstance(ack, int) or (isinstance(ack, str) and ack.isdigit()):
-                return Delivery(f"taobao:tmc:{ack}", self.shop, ack=str(ack))
-            return None
+            return self._refused(frame, e)
+
+    def _refused(self, frame: Any, error: InvalidInput) -> Delivery:
+        """A frame we cannot read goes to the DLQ and is confirmed: TMC would otherwise resend
+        it forever, failing every batch it is part of."""
+        original = json.dumps(frame, ensure_ascii=False, default=str).encode()
+        ack = _frame_id(frame)
+        log.error("taobao/%s: TMC message %s not understood, dead-lettered: %s",
+                  self.shop, ack, error)
+        fingerprint = "sha256:" + hashlib.sha256(original).hexdigest()[:32]
+        return Delivery(f"taobao:tmc:{ack or fingerprint}", self.shop, ack=ack,
+                        invalid=str(error), original=original)
+
+
+def _frame_id(frame: Any) -> str | None:
+    """The message id of a frame that may be malformed (`id` or the SDK's `ID`), if readable."""
+    if not isinstance(frame, Mapping):
+        return None
+    ids = [v for k, v in frame.items() if str(k).replace("_", "").lower() == "id"]
+    try:
+        return id_text(ids[0], "id") if ids else None
+    except InvalidInput:
+        return None
 
 
 def _frames(body: Mapping[str, Any]) -> list[Any]:

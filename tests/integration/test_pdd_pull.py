@@ -254,19 +254,45 @@ def test_unacked_frames_return_with_the_same_ids_after_pdd_closes(fake: FakePdd,
     assert fake.acks == []
 
 
-def test_a_frame_not_understood_is_neither_returned_nor_acknowledged(
-        fake: FakePdd, server: RunningServer) -> None:
+def test_a_frame_not_understood_is_refused_and_acknowledged(fake: FakePdd,
+                                                            server: RunningServer) -> None:
     fake.queue(common(21, "pdd_trade_TradeConfirmed", {"tid": "not-an-order-sn"}))
     fake.queue(common(22, "pdd_trade_TradeSellerShip", {"tid": SN}))
 
     async def work(source: Messages) -> list[Any]:
         deliveries = await source.messages()
         await source.confirm(deliveries)
+        await source.close()  # the closing handshake: the server has read both Acks
         return deliveries
 
-    deliveries = messages_run(shop(server), work)
-    assert [d.delivery_id for d in deliveries] == ["pdd:msg:22"]
-    assert list(fake.frames) == ["21"]
+    refused, shipped = messages_run(shop(server), work)
+    assert (refused.delivery_id, refused.ack) == ("pdd:msg:21", "21")
+    assert refused.invalid is not None and "content.tid" in refused.invalid
+    assert json.loads(refused.original) == common(21, "pdd_trade_TradeConfirmed",
+                                                  {"tid": "not-an-order-sn"})
+    assert (refused.status_changes, refused.fetch) == ([], [])
+    assert shipped.invalid is None and shipped.delivery_id == "pdd:msg:22"
+    assert fake.frames == {}
+    assert [(a["id"], a["type"]) for a in fake.acks] == [
+        (21, "pdd_trade_TradeConfirmed"), (22, "pdd_trade_TradeSellerShip")]
+
+
+def test_a_frame_that_is_not_json_is_refused_under_a_stable_id_and_not_acknowledged(
+        fake: FakePdd, server: RunningServer) -> None:
+    fake.frames["garbled"] = '{"id": 23, "commandType": "Comm'
+
+    async def work(source: Messages) -> tuple[list[Any], list[Any]]:
+        first = await source.messages()
+        await source.confirm(first)
+        await source.close()
+        return first, await source.messages()
+
+    (first,), (again,) = messages_run(shop(server), work)
+    assert first.invalid is not None and first.invalid.startswith("not JSON")
+    assert first.original == b'{"id": 23, "commandType": "Comm'
+    assert first.ack is None and fake.acks == []
+    assert first.delivery_id == again.delivery_id
+    assert first.delivery_id.startswith("pdd:msg:sha256:")
 
 
 def test_a_forged_secret_cannot_open_the_message_socket(server: RunningServer) -> None:

@@ -328,8 +328,11 @@ def test_tmc_consume_maps_each_frame_and_confirm_removes_them() -> None:
     assert [c.status for c in first[1].status_changes] == [S.PAID]
     assert [c.order_id for c in first[2].status_changes] == ["TB4088125570392216683"]
     assert [c.status for c in first[2].status_changes] == [S.CANCELLED]
-    broken = first[3]  # not understood: confirmed as doing nothing, never crashing the batch
+    broken = first[3]  # not understood: refused for the DLQ and confirmed, never crashing
     assert (broken.fetch, broken.status_changes, broken.orders) == ([], [], [])
+    assert broken.invalid is not None and broken.invalid.startswith("content: not JSON")
+    assert json.loads(broken.original)["content"] == "{broken"
+    assert all(d.invalid is None for d in first[:3])
     assert second == []
     (confirm,) = server.calls_of("taobao.tmc.messages.confirm")
     assert confirm["s_message_ids"] == ",".join(f"117220005321268100{i}" for i in (1, 2, 3, 4))
@@ -349,6 +352,20 @@ def test_unconfirmed_frames_are_redelivered_with_the_same_delivery_id() -> None:
     first, second = consume(server, rounds)
     assert [d.delivery_id for d in second] == [d.delivery_id for d in first[1:]]
     assert second[0].status_changes == first[1].status_changes
+
+
+def test_a_broken_frame_without_a_usable_id_is_refused_under_a_stable_id_without_ack() -> None:
+    server = fake()
+    server.queue.append({"id": "m-17", "topic": "taobao_trade_TradeCreate", "content": "{"})
+
+    async def rounds(source: Messages) -> tuple[list[Delivery], list[Delivery]]:
+        return await source.messages(), await source.messages()
+
+    (first,), (again,) = consume(server, rounds)
+    assert first.invalid is not None and first.invalid.startswith("content: not JSON")
+    assert first.ack is None and json.loads(first.original)["id"] == "m-17"
+    assert first.delivery_id == again.delivery_id
+    assert first.delivery_id.startswith("taobao:tmc:sha256:")
 
 
 def test_a_throttled_consume_is_throttled() -> None:
