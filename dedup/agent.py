@@ -97,7 +97,8 @@ class DedupStage:
         new = [n.fingerprint for n, v in zip(items, verdicts, strict=True)
                if v == "unique" and n.fingerprint is not None]
         lock_keys(conn, (f.key for f in new))
-        seen, reviewed = seen_fingerprints(conn, new, self.window)
+        seen, already_reviewed = seen_fingerprints(conn, new, self.window)
+        reviewed = set(already_reviewed)  # grows as this batch holds orders
         rows = lock_orders(conn, {n.event.order.id for n in items}
                            | {f.order_id for f in seen})
         pool = {f.order_id: f for f in seen}
@@ -121,13 +122,13 @@ class DedupStage:
 
     def _first_sighting(
         self, conn: Connection, fp: Fingerprint, order: Order, pool: dict[str, Fingerprint],
-        reviewed: frozenset[str], rows: dict[str, dict[str, Any]], ctx: Context,
+        reviewed: set[str], rows: dict[str, dict[str, Any]], ctx: Context,
     ) -> list[Emit]:
         already = reviews(conn, [order.id]).get(order.id)
         if already is not None:  # a replay of an order this stage held before
             return self._replayed(conn, order, already, rows)
         others = [f for i, f in pool.items() if i != order.id]
-        decision = decide(fp, others, reviewed, self.window, self.tolerance)
+        decision = decide(fp, others, frozenset(reviewed), self.window, self.tolerance)
         emits: list[Emit] = []
         for earlier in decision.hold_earlier_arrivals:
             row = rows.get(earlier.order_id)
@@ -136,11 +137,13 @@ class DedupStage:
                 flipped = Suspect(order.id, earlier.order_id, earlier.matched_fields,
                                   f"{earlier.reason}; {earlier.order_id} already "
                                   f"{row['status'] if row else 'left'}")
+                reviewed.add(order.id)
                 return [self._hold(conn, flipped, order, rows, ctx)]
         for earlier in decision.hold_earlier_arrivals:
             emits += self._hold_went_on(conn, earlier, rows, ctx)
-            reviewed = reviewed | {earlier.order_id}
+            reviewed.add(earlier.order_id)
         if decision.hold_new is not None:
+            reviewed.add(order.id)
             return [*emits, self._hold(conn, decision.hold_new, order, rows, ctx)]
         if not decision.hold_earlier_arrivals:  # a replay: re-emit the holds it caused
             emits += [_hold_change(caused["order_id"], order.id, caused["raised_at"])

@@ -14,6 +14,7 @@ in event time goes on at once; every later one is held for review, whichever arr
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -77,13 +78,14 @@ def fingerprint(order: Order) -> Fingerprint | None:
     r = order.recipient
     if r is None or not (r.province or r.city):
         return None
-    region = "|".join(part or "" for part in (r.country, r.province, r.city))
     units: dict[str, int] = {}
     for line in order.lines:
-        units[line.sku or f"#{line.channel_sku_id or line.title}"] = (
-            units.get(line.sku or f"#{line.channel_sku_id or line.title}", 0) + line.quantity)
-    basket = ";".join(f"{sku}x{qty}" for sku, qty in sorted(units.items()))
-    key = hashlib.sha256(f"{region}\n{basket}".encode()).hexdigest()
+        sku = line.sku or f"#{line.channel_sku_id or line.title}"
+        units[sku] = units.get(sku, 0) + line.quantity
+    # JSON, not joined text: a SKU or city containing a separator cannot forge another basket.
+    blocking = json.dumps([[r.country, r.province, r.city], sorted(units.items())],
+                          ensure_ascii=False)
+    key = hashlib.sha256(blocking.encode()).hexdigest()
     return Fingerprint(order.id, key, order.paid_at or order.created_at, order.paid_cny,
                        phone_tail(r.phone), name_mark(r.name), order.channel.value)
 
