@@ -77,9 +77,12 @@ def test_a_window_is_walked_page_by_page_into_orders_the_mapper_accepts(
 
     assert [len(p.orders) for p in pages] == [2, 2, 1]
     orders = [o for p in pages for o in p.orders]
-    assert sorted(o["order_id"] for o in orders) == sorted(fake.orders)
+    in_week = {i for i, o in fake.orders.items()
+               if WEEK.start.timestamp() <= o["update_time"] <= WEEK.end.timestamp()}
+    assert len(in_week) == 5 and len(fake.orders) > 5  # one fixture lies outside the week
+    assert sorted(o["order_id"] for o in orders) == sorted(in_week)
     mapped = [map_order(o, shop="wx-tea-flagship", rates=RATES) for o in orders]
-    assert {m.native_id for m in mapped} == set(fake.orders)
+    assert {m.native_id for m in mapped} == in_week
     assert OrderStatus.COMPLETED in {m.status for m in mapped}
     lists = [body for path, body in fake.calls if path.endswith("/list/get")]
     assert lists[0]["update_time_range"] == {"start_time": 1772985600, "end_time": 1773590400}
