@@ -65,6 +65,39 @@ class DedupSettings(_Section):
                                           description="paid_cny may differ by this much")
 
 
+class AllocateSettings(_Section):
+    """Routing rules, approvals and holds: merchant data, not code (docs/allocation.md)."""
+
+    rules: tuple[str, ...] = Field(
+        default=("single_complete", "region_ranking", "nearest"),
+        description="preference order among warehouses; reorder to change what wins")
+    region_ranking: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="'浙江省' or '浙江省/杭州市' -> warehouse codes, best first")
+    approval_threshold_cny: Decimal = Field(default=Decimal(5000), ge=0)
+    hold_rules: tuple[str, ...] = Field(
+        default=(), description="more approval holds: buyer_note, cod, first_time_address")
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = {"single_complete", "region_ranking", "nearest"}
+        unknown = [r for r in value if r not in known]
+        if unknown or len(set(value)) != len(value):
+            raise ValueError(f"rules must be distinct names among {sorted(known)}, got "
+                             f"{list(value)}")
+        return value
+
+    @field_validator("hold_rules")
+    @classmethod
+    def _known_holds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = {"buyer_note", "cod", "first_time_address"}
+        unknown = [r for r in value if r not in known]
+        if unknown:
+            raise ValueError(f"unknown hold rule(s) {unknown}; known: {sorted(known)}")
+        return value
+
+
 class WebhookSettings(_Section):
     """The push receiver (`orderhub stage ingest-http`); a channel without a secret gets 503."""
 
@@ -123,6 +156,7 @@ class Settings(BaseSettings):
     stage: StageSettings = StageSettings()
     metrics: MetricsSettings = MetricsSettings()
     dedup: DedupSettings = DedupSettings()
+    allocate: AllocateSettings = AllocateSettings()
     webhooks: WebhookSettings = WebhookSettings()
     poll: PollSettings = PollSettings()
     csv: CsvSettings = CsvSettings()

@@ -122,7 +122,10 @@ class BuyerNotified(Event):
 class InventoryChanged(Event):
     """Stock of one SKU in one warehouse was set, adjusted, reserved below safety, or received."""
 
-    kind: Literal["stock_set", "stock_adjusted", "low_stock"]
+    kind: Literal[
+        "stock_set", "stock_adjusted", "stock_received", "low_stock", "shipped",
+        "returned_sellable", "returned_defective", "scrapped",
+    ]
     warehouse: str
     sku: str
     available: int

@@ -146,6 +146,10 @@ class WarehouseRow(Base):
     priority: Mapped[int] = mapped_column(Integer, server_default=text("100"))
     active: Mapped[bool] = mapped_column(server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    address: Mapped[str | None] = mapped_column(Text)
+    latitude: Mapped[Decimal | None] = mapped_column(Numeric, doc="unset: the city's centre")
+    longitude: Mapped[Decimal | None] = mapped_column(Numeric)
+    carriers: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
 
 
 class StockRow(Base):
@@ -159,7 +163,12 @@ class StockRow(Base):
     available: Mapped[int] = mapped_column(Integer)
     safety_stock: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     updated_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    defective: Mapped[int] = mapped_column(Integer, server_default=text("0"),
+                                           doc="returned units graded B: not sellable")
+    low: Mapped[bool] = mapped_column(server_default=text("false"),
+                                      doc="below safety stock: one alert per crossing")
     __table_args__ = (
+        CheckConstraint("defective >= 0", name="defective_not_negative"),
         CheckConstraint("available >= 0", name="available_not_negative"),
         CheckConstraint("reserved >= 0", name="reserved_not_negative"),
         CheckConstraint("on_hand = reserved + available", name="on_hand_balances"),
@@ -178,6 +187,10 @@ class AllocationRow(Base):
     rule: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     reserved_at: Mapped[datetime] = mapped_column(TZ)
+    shipped_at: Mapped[datetime | None] = mapped_column(
+        TZ, doc="set when the shipment is confirmed: the reservation became an on-hand decrement")
+    carrier: Mapped[str | None] = mapped_column(Text)
+    waybill: Mapped[str | None] = mapped_column(Text)
 
 
 class NotificationRow(Base):
@@ -284,3 +297,65 @@ class ReviewRow(Base):
     __table_args__ = (
         CheckConstraint("state IN ('open', 'released', 'cancelled')", name="state_known"),
     )
+
+
+class AllocationDecisionRow(Base):
+    """Why an order went where it went: the rule and every candidate weighed."""
+
+    __tablename__ = "allocation_decisions"
+    order_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    rule: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    decided_at: Mapped[datetime] = mapped_column(TZ)
+
+
+class ApprovalRow(Base):
+    """Orders waiting for a manager, with their stock already reserved."""
+
+    __tablename__ = "approvals"
+    order_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    paid_cny: Mapped[Decimal] = mapped_column(Numeric)
+    reasons: Mapped[list[str]] = mapped_column(JSONB)
+    state: Mapped[str] = mapped_column(Text, server_default=text("'open'"), index=True)
+    raised_at: Mapped[datetime] = mapped_column(TZ)
+    decided_at: Mapped[datetime | None] = mapped_column(TZ)
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (
+        CheckConstraint("state IN ('open', 'approved', 'rejected')", name="state_known"),
+    )
+
+
+class ReturnRow(Base):
+    """A refund or return after shipment, from request to QC grade."""
+
+    __tablename__ = "returns"
+    order_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    state: Mapped[str] = mapped_column(Text, server_default=text("'requested'"), index=True)
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, doc="warehouse, sku, quantity")
+    requested_at: Mapped[datetime] = mapped_column(TZ)
+    received_at: Mapped[datetime | None] = mapped_column(TZ)
+    graded_at: Mapped[datetime | None] = mapped_column(TZ)
+    graded_by: Mapped[str | None] = mapped_column(Text)
+    grade: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (
+        CheckConstraint("state IN ('requested', 'received', 'graded')", name="state_known"),
+        CheckConstraint("grade IS NULL OR grade IN ('A', 'B', 'C')", name="grade_known"),
+    )
+
+
+class StockMovementRow(Base):
+    """The stock ledger: every change of on-hand or defective units, once (event_key)."""
+
+    __tablename__ = "stock_movements"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    event_key: Mapped[str] = mapped_column(Text, unique=True)
+    warehouse: Mapped[str] = mapped_column(Text)
+    sku: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    on_hand_delta: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    defective_delta: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    order_id: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
