@@ -1,18 +1,25 @@
-"""Allocate stage wiring: orders.accepted → reserve stock → orders.allocated | orders.held;
-orders.status → release the reservation of an order held for review, cancelled, refunded or
-marked a duplicate before it shipped."""
+"""Allocate stage wiring.
+
+orders.accepted → route (allocate/process.py) → reserve in one transaction → orders.allocated, or
+orders.held (backordered, awaiting approval with stock reserved). orders.status → approvals
+decided, shipments confirmed (reservation → on-hand decrement), reservations given back when an
+order is held for review, cancelled, refunded or a duplicate before it ships, returns recorded
+after it shipped. inventory.events → backordered orders retried in paid_at order when stock
+arrives. Low-stock crossings go to inventory.events.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
-from allocate import metrics
-from allocate.process import Allocation, allocate, needed_units
+from allocate import geo, lifecycle, metrics
+from allocate.inventory import check_low
+from allocate.process import Plan, RoutingConfig, approval_reasons, needed_units, plan
 from allocate.projection import (
     ever_shipped,
     existing_shipments,
@@ -22,134 +29,260 @@ from allocate.projection import (
 )
 from runtime.projection import advance_status, lock_orders, record_events
 from runtime.runner import Context, Emit
-from runtime.settings import Settings
+from runtime.settings import AllocateSettings, Settings
 from schemas.base import SHANGHAI
 from schemas.errors import TransientError
 from schemas.events import (
     Event,
     Hold,
+    InventoryChanged,
     OrderAccepted,
     OrderAllocated,
     OrderHeld,
     OrderStatusChanged,
     Shipment,
 )
-from schemas.order import OrderStatus
-from schemas.topics import ACCEPTED, ALLOCATED, HELD, STATUS, TopicSpec
+from schemas.order import Order, OrderStatus
+from schemas.topics import ACCEPTED, ALLOCATED, HELD, INVENTORY, STATUS, TopicSpec
 
-ALLOCATABLE = {OrderStatus.PAID.value, OrderStatus.BACKORDERED.value}
-RELEASE_ON = frozenset({OrderStatus.REVIEW_HOLD, OrderStatus.CANCELLED, OrderStatus.REFUNDED,
-                        OrderStatus.DUPLICATE})
+S = OrderStatus
+ALLOCATABLE = {S.PAID.value, S.BACKORDERED.value}
+RELEASE_ON = frozenset({S.REVIEW_HOLD, S.CANCELLED, S.REFUNDED, S.DUPLICATE})
+SHIPPED = frozenset({S.SHIPPED, S.DELIVERED, S.COMPLETED})
+RETURNS = frozenset({S.REFUNDED, S.RETURN_REQUESTED})
+RESTOCKS = frozenset({"stock_set", "stock_adjusted", "stock_received", "returned_sellable"})
+APPROVER = "approval:"
 ANY_TIME = datetime.min.replace(tzinfo=SHANGHAI)
 CONTENTION_ATTEMPTS = 5
+BACKORDERS_PER_EVENT = 200
+
+Item = OrderAccepted | OrderStatusChanged | InventoryChanged
 
 
 class AllocateStage:
     name = "allocate"
-    sources: tuple[TopicSpec, ...] = (ACCEPTED, STATUS)
+    sources: tuple[TopicSpec, ...] = (ACCEPTED, STATUS, INVENTORY)
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: AllocateSettings, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.routing = RoutingConfig.from_settings(settings)
         self.metrics = metrics.build(registry)
 
-    def prepare(self, event: Event, ctx: Context) -> OrderAccepted | OrderStatusChanged:
-        return cast(OrderAccepted | OrderStatusChanged, event)
+    def prepare(self, event: Event, ctx: Context) -> Item:
+        assert isinstance(event, OrderAccepted | OrderStatusChanged | InventoryChanged)
+        return event
 
-    def project(
-        self, conn: Connection, items: Sequence[OrderAccepted | OrderStatusChanged],
-        ctx: Context,
-    ) -> list[Emit]:
-        rows = lock_orders(conn, (i.order.id if isinstance(i, OrderAccepted) else i.order_id
-                                  for i in items))
+    def project(self, conn: Connection, items: Sequence[Item], ctx: Context) -> list[Emit]:
+        rows = lock_orders(conn, [i.order.id if isinstance(i, OrderAccepted) else i.order_id
+                                  for i in items if not isinstance(i, InventoryChanged)])
+        self.touched: set[tuple[str, str]] = set()  # stock rows this batch reserved from
         emits: list[Emit] = []
         for item in items:
-            if isinstance(item, OrderStatusChanged):
-                self._release(conn, item, ctx)
-                continue
-            emit = self._one(conn, item, rows.get(item.order.id), ctx)
-            if emit is not None:
-                emits.append(emit)
+            if isinstance(item, OrderAccepted):
+                emits += self._accepted(conn, item, rows.get(item.order.id), ctx)
+            elif isinstance(item, OrderStatusChanged):
+                emits += self._status(conn, item, rows.get(item.order_id), ctx)
+            elif item.kind in RESTOCKS and item.delta >= 0:
+                emits += self._backorders(conn, [item.sku], ctx)
+        return emits + self._low_stock(conn, ctx)
+
+    def _low_stock(self, conn: Connection, ctx: Context) -> list[Emit]:
+        """One low_stock event per crossing below safety stock (allocate/inventory.check_low)."""
+        by_warehouse: dict[str, set[str]] = {}
+        for warehouse, sku in self.touched:
+            by_warehouse.setdefault(warehouse, set()).add(sku)
+        emits = []
+        for warehouse, skus in sorted(by_warehouse.items()):
+            for event in check_low(conn, warehouse, skus, at=ctx.now):
+                self.metrics.low_stock.inc()
+                emits.append(Emit(INVENTORY, event.sku, event))
         return emits
 
-    def _release(self, conn: Connection, change: OrderStatusChanged, ctx: Context) -> None:
-        if change.status not in RELEASE_ON or ever_shipped(conn, change.order_id):
-            return
-        freed = release(conn, change.order_id)
-        if freed:
-            self.metrics.released.inc()
-            _history(conn, change.order_id, f"released:{change.status.value}", change.status,
-                     ctx, {"units": {f"{w}/{s}": q for (w, s), q in freed.items()},
-                           "because": change.reason or change.status.value})
+    # -- orders.accepted ---------------------------------------------------------------------
 
-    def _one(
-        self, conn: Connection, accepted: OrderAccepted, row: dict[str, Any] | None,
-        ctx: Context,
-    ) -> Emit | None:
+    def _accepted(self, conn: Connection, accepted: OrderAccepted, row: dict[str, Any] | None,
+                  ctx: Context) -> list[Emit]:
         order = accepted.order
+        if order.status in SHIPPED:  # the channel says it left: confirm what was reserved
+            return self._ship(conn, order.id, ctx.now, None, None, order.channel.value, ctx)
+        if order.status in RETURNS and ever_shipped(conn, order.id):
+            lifecycle.request_return(conn, order.id, ctx.now)
+            return []
         shipments, rule, at = existing_shipments(conn, order.id)
-        if shipments:
-            return _allocated(accepted, shipments, rule, at)
+        if shipments:  # a replay or an update: say again what was decided
+            return [self._again(conn, order, row, shipments, rule, at, ctx)]
         if row is None or row["status"] not in ALLOCATABLE:
-            return None
+            return []
+        emit = self._allocate(conn, order, row, ctx)
+        return [emit] if emit is not None else []
+
+    def _allocate(self, conn: Connection, order: Order, row: dict[str, Any], ctx: Context
+                  ) -> Emit | None:
+        r = order.recipient
+        destination = geo.locate(r.country, r.province, r.city) if r else None
         for _ in range(CONTENTION_ATTEMPTS):
-            decision = allocate(order, load_candidates(conn, sorted(needed_units(order))))
+            candidates = load_candidates(conn, sorted(needed_units(order)), geo.locate)
+            decision = plan(order, destination, candidates, self.routing, geo.distance_km)
             if isinstance(decision, Hold):
-                return self._hold(conn, accepted, row, decision, ctx)
-            if self._reserve(conn, accepted, row, decision, ctx):
-                shipment = Shipment(warehouse=decision.warehouse, lines=decision.lines,
-                                    reason=decision.reason)
-                return _allocated(accepted, [shipment], decision.rule, ctx.now)
-            self.metrics.contention_retries.inc()
+                return self._hold(conn, order, row, decision, ctx)
+            savepoint = conn.begin_nested()
+            if not reserve(conn, order, decision, ctx.now):
+                savepoint.rollback()
+                self.metrics.contention_retries.inc()
+                continue
+            savepoint.commit()
+            return self._reserved(conn, order, row, decision, ctx)
         raise TransientError(f"{order.id}: stock kept changing under {CONTENTION_ATTEMPTS} tries")
 
-    def _reserve(
-        self, conn: Connection, accepted: OrderAccepted, row: dict[str, Any],
-        decision: Allocation, ctx: Context,
-    ) -> bool:
-        savepoint = conn.begin_nested()
-        if not reserve(conn, accepted.order, decision, ctx.now):
-            savepoint.rollback()
-            return False
-        savepoint.commit()
-        advance_status(conn, row, OrderStatus.ALLOCATED, ctx.now, since=ANY_TIME)
-        _history(conn, accepted.order.id, "allocated", OrderStatus.ALLOCATED, ctx,
-                 {"warehouse": decision.warehouse, "rule": decision.rule,
-                  "reason": decision.reason})
+    def _reserved(self, conn: Connection, order: Order, row: dict[str, Any], decision: Plan,
+                  ctx: Context) -> Emit:
+        explanation = decision.explanation()
+        first_time = ("first_time_address" in self.settings.hold_rules
+                      and lifecycle.first_time_address(
+                          conn, order.id,
+                          order.recipient.model_dump() if order.recipient else None))
+        reasons = approval_reasons(order, self.settings.approval_threshold_cny,
+                                   self.settings.hold_rules, first_time)
+        self.touched.update(_touched(decision.shipments))
+        if reasons:
+            lifecycle.open_approval(conn, order.id, order.paid_cny, reasons, ctx.now)
+            hold = Hold(reason="awaiting_approval", details={"reasons": "; ".join(reasons)})
+            advance_status(conn, row, S.APPROVAL_HOLD, ctx.now, since=ANY_TIME,
+                           hold=hold.model_dump(mode="json"))
+            _history(conn, order.id, "held:awaiting_approval", S.APPROVAL_HOLD, ctx,
+                     {**explanation, "reasons": reasons})
+            self.metrics.held.labels(reason="awaiting_approval").inc()
+            held = order.model_copy(update={"status": S.APPROVAL_HOLD})
+            return Emit(HELD, order.id, OrderHeld(order=held, hold=hold, held_at=ctx.now))
+        advance_status(conn, row, S.ALLOCATED, ctx.now, since=ANY_TIME)
+        _history(conn, order.id, "allocated", S.ALLOCATED, ctx, explanation)
         self.metrics.allocated.inc()
-        return True
+        return _allocated(order, decision.shipments, decision.rule, ctx.now)
 
-    def _hold(
-        self, conn: Connection, accepted: OrderAccepted, row: dict[str, Any], hold: Hold,
-        ctx: Context,
-    ) -> Emit:
+    def _again(self, conn: Connection, order: Order, row: dict[str, Any] | None,
+               shipments: Sequence[Shipment], rule: str, at: datetime, ctx: Context) -> Emit:
+        item = lifecycle.approval(conn, order.id)
+        if item is not None and item["state"] == "open":
+            hold = Hold(reason="awaiting_approval",
+                        details={"reasons": "; ".join(item["reasons"])})
+            held = order.model_copy(update={"status": S.APPROVAL_HOLD})
+            return Emit(HELD, order.id, OrderHeld(order=held, hold=hold, held_at=ctx.now))
+        return _allocated(order, shipments, rule, at)
+
+    def _hold(self, conn: Connection, order: Order, row: dict[str, Any], hold: Hold,
+              ctx: Context) -> Emit:
         hold_doc = hold.model_dump(mode="json")
-        if row["status"] != OrderStatus.BACKORDERED.value:
-            advance_status(conn, row, OrderStatus.BACKORDERED, ctx.now, since=ANY_TIME,
-                           hold=hold_doc)
-            _history(conn, accepted.order.id, f"held:{hold.reason}", OrderStatus.BACKORDERED,
-                     ctx, hold_doc)
+        if row["status"] != S.BACKORDERED.value:
+            advance_status(conn, row, S.BACKORDERED, ctx.now, since=ANY_TIME, hold=hold_doc)
+            _history(conn, order.id, f"held:{hold.reason}", S.BACKORDERED, ctx, hold_doc)
             self.metrics.held.labels(reason=hold.reason).inc()
-        order = accepted.order.model_copy(update={"status": OrderStatus.BACKORDERED})
-        held = OrderHeld(order=order, hold=hold, held_at=ctx.now)
-        return Emit(HELD, accepted.order.id, held)
+        held = order.model_copy(update={"status": S.BACKORDERED})
+        return Emit(HELD, order.id, OrderHeld(order=held, hold=hold, held_at=ctx.now))
+
+    # -- orders.status -----------------------------------------------------------------------
+
+    def _status(self, conn: Connection, change: OrderStatusChanged, row: dict[str, Any] | None,
+                ctx: Context) -> list[Emit]:
+        if change.source.startswith(APPROVER):
+            return self._approval(conn, change, row, ctx)
+        if change.status in SHIPPED:
+            return self._ship(conn, change.order_id, change.at, change.carrier, change.waybill,
+                              change.source, ctx)
+        if change.status in RETURNS and ever_shipped(conn, change.order_id):
+            lifecycle.request_return(conn, change.order_id, change.at)
+            return []
+        if change.status in RELEASE_ON and not ever_shipped(conn, change.order_id):
+            return self._release(conn, change.order_id, change.status,
+                                 change.reason or change.status.value, ctx)
+        return []
+
+    def _approval(self, conn: Connection, change: OrderStatusChanged,
+                  row: dict[str, Any] | None, ctx: Context) -> list[Emit]:
+        item = lifecycle.approval(conn, change.order_id)
+        if item is None or row is None:
+            return []
+        by = change.source.removeprefix(APPROVER)
+        order = Order.model_validate(row["document"])
+        if change.status is S.ALLOCATED and item["state"] in ("open", "approved"):
+            if item["state"] == "open":
+                lifecycle.decide_approval(conn, order.id, "approved", by, change.reason,
+                                          change.at)
+                advance_status(conn, row, S.ALLOCATED, change.at, since=ANY_TIME)
+                _history(conn, order.id, f"approved:{by}", S.ALLOCATED, ctx,
+                         {"by": by, "reason": change.reason})
+                self.metrics.allocated.inc()
+            shipments, rule, at = existing_shipments(conn, order.id)
+            return [_allocated(order, shipments, rule, at)] if shipments else []
+        if change.status is S.CANCELLED and item["state"] == "open":
+            lifecycle.decide_approval(conn, order.id, "rejected", by, change.reason, change.at)
+            advance_status(conn, row, S.CANCELLED, change.at, since=ANY_TIME)
+            _history(conn, order.id, f"rejected:{by}", S.CANCELLED, ctx,
+                     {"by": by, "reason": change.reason})
+            return self._release(conn, order.id, S.CANCELLED, f"rejected by {by}", ctx)
+        return []
+
+    def _ship(self, conn: Connection, order_id: str, at: datetime, carrier: str | None,
+              waybill: str | None, source: str, ctx: Context) -> list[Emit]:
+        events = lifecycle.confirm_shipment(conn, order_id, at, carrier, waybill, source)
+        if events:
+            _history(conn, order_id, "shipped", S.SHIPPED, ctx,
+                     {"carrier": carrier, "waybill": waybill})
+        return [Emit(INVENTORY, e.sku, e) for e in events]
+
+    def _release(self, conn: Connection, order_id: str, status: OrderStatus, because: str,
+                 ctx: Context) -> list[Emit]:
+        freed = release(conn, order_id)
+        if not freed:
+            return []
+        self.metrics.released.inc()
+        _history(conn, order_id, f"released:{status.value}", status, ctx,
+                 {"units": {f"{w}/{s}": q for (w, s), q in freed.items()}, "because": because})
+        # Freed units may be what a backordered order waits for.
+        return self._backorders(conn, sorted({sku for _, sku in freed}), ctx)
+
+    # -- inventory.events --------------------------------------------------------------------
+
+    def _backorders(self, conn: Connection, skus: Sequence[str], ctx: Context) -> list[Emit]:
+        """Retry backordered orders that need these SKUs, oldest payment first."""
+        waiting = conn.execute(
+            text("SELECT DISTINCT o.id, o.paid_at FROM orders o JOIN order_lines l "
+                 "ON l.order_id = o.id WHERE o.status = 'backordered' AND l.sku = ANY(:s) "
+                 "ORDER BY o.paid_at NULLS LAST, o.id LIMIT :n"),
+            {"s": list(skus), "n": BACKORDERS_PER_EVENT},
+        ).all()
+        rows = lock_orders(conn, [w.id for w in waiting])
+        emits: list[Emit] = []
+        for w in waiting:
+            row = rows.get(w.id)
+            if row is None or row["status"] != S.BACKORDERED.value:
+                continue
+            order = Order.model_validate(row["document"])
+            emit = self._allocate(conn, order, row, ctx)
+            if emit is not None and emit.topic is not HELD:
+                emits.append(emit)
+                self.metrics.backorders_released.inc()
+        return emits
 
 
-def _allocated(
-    accepted: OrderAccepted, shipments: Sequence[Shipment], rule: str, at: datetime
-) -> Emit:
+def _touched(shipments: Iterable[Shipment]) -> list[tuple[str, str]]:
+    return [(s.warehouse, ln.sku) for s in shipments for ln in s.lines]
+
+
+def _allocated(order: Order, shipments: Sequence[Shipment], rule: str, at: datetime) -> Emit:
     # The order carried downstream shows the status this stage gave it, not the intake status.
-    order = accepted.order.model_copy(update={"status": OrderStatus.ALLOCATED})
-    value = OrderAllocated(order=order, shipments=tuple(shipments), rule=rule, allocated_at=at)
-    return Emit(ALLOCATED, accepted.order.id, value)
+    allocated = order.model_copy(update={"status": S.ALLOCATED})
+    value = OrderAllocated(order=allocated, shipments=tuple(shipments), rule=rule,
+                           allocated_at=at)
+    return Emit(ALLOCATED, order.id, value)
 
 
-def _history(
-    conn: Connection, order_id: str, key: str, status: OrderStatus, ctx: Context,
-    data: dict[str, Any],
-) -> None:
+def _history(conn: Connection, order_id: str, key: str, status: OrderStatus, ctx: Context,
+             data: dict[str, Any]) -> None:
     record_events(conn, [{"order_id": order_id, "event_key": key, "kind": key.split(":")[0],
                           "stage": "allocate", "status": status.value, "occurred_at": ctx.now,
                           "data": data}])
 
 
 def build(settings: Settings, registry: CollectorRegistry) -> AllocateStage:
-    return AllocateStage(registry)
+    return AllocateStage(settings.allocate, registry)
+

@@ -12,6 +12,8 @@ class AllocateMetrics(NamedTuple):
     held: Counter
     contention_retries: Counter
     released: Counter
+    backorders_released: Counter
+    low_stock: Counter
 
 
 def build(registry: CollectorRegistry) -> AllocateMetrics:
@@ -26,4 +28,10 @@ def build(registry: CollectorRegistry) -> AllocateMetrics:
             "orderhub_allocate_released",
             "Reservations given back: order held for review, cancelled, refunded or a duplicate",
             registry=registry),
+        backorders_released=Counter(
+            "orderhub_allocate_backorders_released",
+            "Backordered orders allocated when stock arrived or was freed", registry=registry),
+        low_stock=Counter("orderhub_allocate_low_stock",
+                          "Times a SKU's available stock fell below its safety stock",
+                          registry=registry),
     )

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
 
-from allocate.process import Allocation, WarehouseStock, needed_units
+from allocate.process import Candidate, Plan, Point
 from schemas.errors import ConfigurationError
 from schemas.events import Shipment, ShipmentLine
 from schemas.order import Order
 
 
-def load_candidates(conn: Connection, skus: Sequence[str]) -> list[WarehouseStock]:
-    """Active warehouses in priority order with their available units of the given SKUs."""
+def load_candidates(
+    conn: Connection, skus: Sequence[str], locate: Callable[[str | None, str | None, str | None],
+                                                            Point | None],
+) -> list[Candidate]:
+    """Active warehouses with their available units of the given SKUs and their location
+    (the configured coordinates, else the centre of their city)."""
     warehouses = conn.execute(
-        text("SELECT code FROM warehouses WHERE active ORDER BY priority, code")
-    ).scalars().all()
-    stock: dict[str, dict[str, int]] = {w: {} for w in warehouses}
+        text("SELECT code, priority, province, city, latitude, longitude FROM warehouses "
+             "WHERE active ORDER BY priority, code")
+    ).mappings().all()
+    stock: dict[str, dict[str, int]] = {w["code"]: {} for w in warehouses}
     rows = conn.execute(
         text("SELECT warehouse, sku, available FROM stock WHERE sku = ANY(:skus)"),
         {"skus": list(skus)},
@@ -28,22 +34,33 @@ def load_candidates(conn: Connection, skus: Sequence[str]) -> list[WarehouseStoc
     for warehouse, sku, available in rows:
         if warehouse in stock:
             stock[warehouse][sku] = available
-    return [WarehouseStock(w, stock[w]) for w in warehouses]
+    return [
+        Candidate(code=w["code"], priority=w["priority"], available=stock[w["code"]],
+                  location=((float(w["latitude"]), float(w["longitude"]))
+                            if w["latitude"] is not None and w["longitude"] is not None
+                            else locate("CN", w["province"], w["city"])))
+        for w in warehouses
+    ]
 
 
-def reserve(conn: Connection, order: Order, alloc: Allocation, now: datetime) -> bool:
-    """Reserve the order's units; False (and nothing applied by the caller) if stock ran out.
+def reserve(conn: Connection, order: Order, plan: Plan, now: datetime) -> bool:
+    """Reserve the plan's units; False (the caller rolls back its savepoint) if stock ran out.
 
-    Decrements run in SKU order so concurrent allocators take row locks in the same order,
-    and each succeeds only while `available >= qty` (the CHECK constraint is the backstop).
+    Decrements run in (warehouse, SKU) order so concurrent allocators take row locks in the same
+    order, and each succeeds only while `available >= qty` (the CHECK constraint is the
+    backstop). The allocations key (order, line, warehouse) makes a replay reserve nothing twice.
     """
-    for sku, qty in sorted(needed_units(order).items()):
+    units: dict[tuple[str, str], int] = defaultdict(int)
+    for shipment in plan.shipments:
+        for ln in shipment.lines:
+            units[(shipment.warehouse, ln.sku)] += ln.quantity
+    for (warehouse, sku), qty in sorted(units.items()):
         done = conn.execute(
             text(
                 "UPDATE stock SET available = available - :q, reserved = reserved + :q, "
                 "updated_at = now() WHERE warehouse = :w AND sku = :s AND available >= :q"
             ),
-            {"q": qty, "w": alloc.warehouse, "s": sku},
+            {"q": qty, "w": warehouse, "s": sku},
         )
         if done.rowcount != 1:
             return False
@@ -53,12 +70,28 @@ def reserve(conn: Connection, order: Order, alloc: Allocation, now: datetime) ->
             "reserved_at) VALUES (:o, :n, :w, :s, :q, :rule, :reason, :at)"
         ),
         [
-            {"o": order.id, "n": ln.line_no, "w": alloc.warehouse, "s": ln.sku,
-             "q": ln.quantity, "rule": alloc.rule, "reason": alloc.reason, "at": now}
-            for ln in alloc.lines
+            {"o": order.id, "n": ln.line_no, "w": shipment.warehouse, "s": ln.sku,
+             "q": ln.quantity, "rule": plan.rule, "reason": shipment.reason, "at": now}
+            for shipment in plan.shipments for ln in shipment.lines
         ],
     )
+    conn.execute(
+        text("INSERT INTO allocation_decisions (order_id, rule, reason, candidates, decided_at) "
+             "VALUES (:o, :rule, :reason, CAST(:c AS jsonb), :at) ON CONFLICT (order_id) DO "
+             "UPDATE SET rule = EXCLUDED.rule, reason = EXCLUDED.reason, "
+             "candidates = EXCLUDED.candidates, decided_at = EXCLUDED.decided_at"),
+        {"o": order.id, "rule": plan.rule, "reason": plan.reason,
+         "c": json.dumps([c.as_dict() for c in plan.considered], ensure_ascii=False),
+         "at": now},
+    )
     return True
+
+
+def units_by_stock(conn: Connection, order_id: str) -> list[tuple[str, str]]:
+    """The (warehouse, SKU) rows an order's allocation touches."""
+    return [(r[0], r[1]) for r in conn.execute(
+        text("SELECT DISTINCT warehouse, sku FROM allocations WHERE order_id = :o "
+             "ORDER BY 1, 2"), {"o": order_id}).all()]
 
 
 def existing_shipments(conn: Connection, order_id: str) -> tuple[list[Shipment], str, Any]:

@@ -102,6 +102,11 @@ class DedupStage:
         rows = lock_orders(conn, {n.event.order.id for n in items}
                            | {f.order_id for f in seen})
         pool = {f.order_id: f for f in seen}
+        # A first sighting whose fingerprint is already stored is a replay: look up once per
+        # batch what it decided then, instead of once per order.
+        replayed = [f.order_id for f in new if f.order_id in pool]
+        self.earlier = reviews(conn, replayed)
+        self.caused = raised_by(conn, replayed)
         emits: list[Emit] = []
         history = []
         for n, verdict in zip(items, verdicts, strict=True):
@@ -124,7 +129,7 @@ class DedupStage:
         self, conn: Connection, fp: Fingerprint, order: Order, pool: dict[str, Fingerprint],
         reviewed: set[str], rows: dict[str, dict[str, Any]], ctx: Context,
     ) -> list[Emit]:
-        already = reviews(conn, [order.id]).get(order.id)
+        already = self.earlier.get(order.id)
         if already is not None:  # a replay of an order this stage held before
             return self._replayed(conn, order, already, rows)
         others = [f for i, f in pool.items() if i != order.id]
@@ -147,7 +152,7 @@ class DedupStage:
             return [*emits, self._hold(conn, decision.hold_new, order, rows, ctx)]
         if not decision.hold_earlier_arrivals:  # a replay: re-emit the holds it caused
             emits += [_hold_change(caused["order_id"], order.id, caused["raised_at"])
-                      for caused in raised_by(conn, order.id)]
+                      for caused in self.caused.get(order.id, [])]
         return [*emits, _accepted(order, "unique")]
 
     def _hold(self, conn: Connection, suspect: Suspect, order: Order,

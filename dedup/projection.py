@@ -45,8 +45,12 @@ def claim_first_versions(
 def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
     """Serialize workers on a fingerprint: two reports of one purchase may sit on different
     partitions, and each must see the other's row. Locks in a fixed order: no deadlock."""
-    for key in sorted(set(keys)):
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+    ordered = sorted(set(keys))
+    if ordered:
+        conn.execute(
+            text("SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM "
+                 "(SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS sorted_keys"),
+            {"keys": ordered})
 
 
 def seen_fingerprints(
@@ -101,12 +105,18 @@ def reviews(conn: Connection, order_ids: Iterable[str]) -> dict[str, dict[str, A
     return {r["order_id"]: dict(r) for r in rows}
 
 
-def raised_by(conn: Connection, order_id: str) -> list[dict[str, Any]]:
-    """Open reviews this order caused by arriving after later-in-event-time orders."""
+def raised_by(conn: Connection, order_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """Open reviews these orders caused by arriving after later-in-event-time orders."""
+    ids = sorted(set(order_ids))
+    found: dict[str, list[dict[str, Any]]] = {}
+    if not ids:
+        return found
     rows = conn.execute(
-        text("SELECT * FROM review_queue WHERE matched_order_id = :o AND state = 'open'"),
-        {"o": order_id}).mappings()
-    return [dict(r) for r in rows]
+        text("SELECT * FROM review_queue WHERE matched_order_id = ANY(:ids) AND state = 'open'"),
+        {"ids": ids}).mappings()
+    for r in rows:
+        found.setdefault(r["matched_order_id"], []).append(dict(r))
+    return found
 
 
 def decide_review(

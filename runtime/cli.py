@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from runtime import cli_inventory, cli_ops
 from runtime.settings import Settings
 from schemas.errors import ConfigurationError, InvalidInput, OrderhubError, TransientError
 
@@ -267,7 +268,19 @@ def orders_show(order_id: str, as_json: JsonFlag = False) -> None:
     for line in view["lines"]:
         typer.echo(f"{'line':>12}: {line['sku']} × {line['quantity']}  {line['title']}")
     for s in view["shipments"]:
-        typer.echo(f"{'shipment':>12}: {s['warehouse']} — {s['reason']}")
+        units = ", ".join(f"{ln['sku']}×{ln['quantity']}" for ln in s["lines"])
+        sent = f"  shipped {s['carrier'] or ''} {s['waybill'] or ''}" if s["shipped_at"] else ""
+        typer.echo(f"{'shipment':>12}: {s['warehouse']} {units} — {s['reason']}{sent}")
+    if view["allocation"]:  # why this warehouse: every candidate weighed
+        typer.echo(f"{'rule':>12}: {view['allocation']['rule']}")
+        for c in view["allocation"]["candidates"]:
+            far = "?" if c.get("distance_km") is None else f"{c['distance_km']:g} km"
+            typer.echo(f"{'weighed':>12}: {c['code']}  {far}  "
+                       f"{'complete' if c.get('complete') else 'partial'}  "
+                       f"available {c.get('available')}")
+    for key in ("review", "approval"):
+        if view[key]:
+            typer.echo(f"{key:>12}: {view[key]['state']}")
     for n in view["notifications"]:
         typer.echo(f"{'notified':>12}: {n['channel']} {n['event']} {n['state']}")
 
@@ -294,43 +307,6 @@ def orders_list(
         typer.echo(f"{r['id']:<28} {r['channel']:<8} {r['status']:<14} "
                    f"{r['paid_amount']:>10} {r['currency']}  {r['paid_at'] or '-'}")
     say(f"{len(rows)} order(s)")
-
-
-@warehouses_app.command("add")
-def warehouses_add(
-    code: str,
-    province: Annotated[str, typer.Option(help="e.g. 浙江省")],
-    city: Annotated[str, typer.Option(help="e.g. 杭州市")],
-    name: Annotated[str | None, typer.Option(help="Display name [default: CODE]")] = None,
-    priority: Annotated[int, typer.Option(help="Lower ships first.")] = 100,
-) -> None:
-    """Add (or update) a warehouse."""
-    from allocate.projection import add_warehouse
-
-    _in_db(lambda conn: add_warehouse(conn, code, name or code, province, city, priority))
-    say(f"warehouse {code} ({province} {city}) saved")
-
-
-@stock_app.command("set")
-def stock_set(
-    warehouse: str, sku: str,
-    qty: Annotated[int, typer.Argument(min=0, max=1_000_000_000, help="Units on hand")],
-) -> None:
-    """Set units on hand of a SKU in a warehouse (reserved units stay reserved)."""
-    from sqlalchemy import text
-
-    from allocate.projection import set_stock
-
-    def work(conn: Any) -> int:
-        known = conn.execute(text("SELECT 1 FROM warehouses WHERE code = :c"), {"c": warehouse})
-        if known.first() is None:
-            raise ConfigurationError(
-                f"no warehouse {warehouse!r}; add it with `orderhub warehouses add {warehouse} "
-                "--province P --city C`")
-        return set_stock(conn, warehouse, sku, qty)
-
-    available = _in_db(work)
-    say(f"{warehouse}/{sku}: on hand {qty}, available {available}")
 
 
 @app.command()
@@ -449,6 +425,11 @@ def review_cancel(
 ) -> None:
     """A duplicate: status `duplicate`, `duplicate_of` set, never allocated."""
     _decide(order_id, "cancel", by, reason, as_duplicate_of)
+
+
+cli_inventory.register(
+    warehouses_app, stock_app, cli_inventory.InventoryCommands(settings, _in_db, print_json))
+cli_ops.register(app, settings, _in_db, print_json, say)
 
 
 def main() -> None:

@@ -21,6 +21,15 @@ def order_view(conn: Connection, order_id: str) -> dict[str, Any] | None:
     view = Order.model_validate(row["document"]).model_dump(mode="json")
     view.update(status=row["status"], hold=row["hold"], duplicate_of=row["duplicate_of"])
     view["shipments"] = _shipments(conn, order_id)
+    decision = _rows(conn, "SELECT rule, reason, candidates, decided_at FROM "
+                     "allocation_decisions WHERE order_id = :id", order_id)
+    view["allocation"] = decision[0] if decision else None  # "why this warehouse?"
+    approval = _rows(conn, "SELECT state, paid_cny, reasons, raised_at, decided_by, decided_at "
+                     "FROM approvals WHERE order_id = :id", order_id)
+    view["approval"] = approval[0] if approval else None
+    review = _rows(conn, "SELECT state, matched_order_id, matched_fields, reason, decided_by, "
+                   "decided_at FROM review_queue WHERE order_id = :id", order_id)
+    view["review"] = review[0] if review else None
     view["notifications"] = _rows(
         conn, "SELECT event, channel, state, message, claimed_at, sent_at FROM notifications "
         "WHERE order_id = :id ORDER BY claimed_at, id", order_id)
@@ -50,12 +59,14 @@ def status_counts(conn: Connection) -> dict[str, int]:
 
 
 def _shipments(conn: Connection, order_id: str) -> list[dict[str, Any]]:
-    rows = _rows(conn, "SELECT warehouse, line_no, sku, quantity, rule, reason FROM allocations "
-                 "WHERE order_id = :id ORDER BY warehouse, line_no", order_id)
+    rows = _rows(conn, "SELECT warehouse, line_no, sku, quantity, rule, reason, shipped_at, "
+                 "carrier, waybill FROM allocations WHERE order_id = :id ORDER BY warehouse, "
+                 "line_no", order_id)
     shipments: dict[str, dict[str, Any]] = {}
     for r in rows:
-        s = shipments.setdefault(r["warehouse"], {"warehouse": r["warehouse"], "lines": [],
-                                                  "rule": r["rule"], "reason": r["reason"]})
+        s = shipments.setdefault(r["warehouse"], {
+            "warehouse": r["warehouse"], "lines": [], "rule": r["rule"], "reason": r["reason"],
+            "shipped_at": r["shipped_at"], "carrier": r["carrier"], "waybill": r["waybill"]})
         s["lines"].append({"line_no": r["line_no"], "sku": r["sku"], "quantity": r["quantity"]})
     return list(shipments.values())
 

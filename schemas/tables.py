@@ -285,7 +285,7 @@ class ReviewRow(Base):
 
     __tablename__ = "review_queue"
     order_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    matched_order_id: Mapped[str] = mapped_column(Text)
+    matched_order_id: Mapped[str] = mapped_column(Text, index=True)
     matched_fields: Mapped[list[str]] = mapped_column(JSONB)
     reason: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(Text, server_default=text("'open'"), index=True)

@@ -81,7 +81,7 @@ def test_not_enough_stock_holds_the_order_as_backordered_and_reserves_nothing(
     [out] = _allocate(settings, _accepted(settings, engine))
     held = OrderHeld.model_validate_json(out.value or b"")
     assert held.hold.reason == "out_of_stock"
-    assert held.hold.details == {"IPOD2008BLACK": "need 2, most in one warehouse 0"}
+    assert held.hold.details == {"IPOD2008BLACK": "need 2, 0 in all warehouses"}
     assert _available(engine)["IPOD2008PINK"] == (5, 0, 5)
     with engine.connect() as conn:
         status, hold = conn.execute(text("SELECT status, hold FROM orders")).one()
