@@ -15,6 +15,10 @@ COMMANDS = [
     ["topics"], ["topics", "create"], ["schemas"], ["schemas", "export"], ["dlq"], ["dlq", "list"],
     ["poll"], ["shops"], ["shops", "add"], ["shops", "list"], ["shops", "remove"],
     ["review"], ["review", "list"], ["review", "release"], ["review", "cancel"],
+    ["approvals"], ["approvals", "list"], ["approvals", "approve"], ["approvals", "reject"],
+    ["returns"], ["returns", "list"], ["returns", "receive"], ["returns", "qc"],
+    ["warehouses", "load"], ["warehouses", "list"], ["stock", "adjust"], ["stock", "import"],
+    ["stock", "show"], ["stock", "low"], ["stock", "safety"],
 ]
 
 
