@@ -218,6 +218,8 @@ class AllocateStage:
             advance_status(conn, row, S.CANCELLED, change.at, since=ANY_TIME)
             _history(conn, order.id, f"rejected:{by}", S.CANCELLED, ctx,
                      {"by": by, "reason": change.reason})
+            if ever_shipped(conn, order.id):  # too late: the goods left; a return will follow
+                return []
             return self._release(conn, order.id, S.CANCELLED, f"rejected by {by}", ctx)
         return []
 

@@ -155,13 +155,14 @@ def set_stock(conn: Connection, warehouse: str, sku: str, on_hand: int) -> int:
 
 
 def release(conn: Connection, order_id: str) -> dict[tuple[str, str], int]:
-    """Give an unshipped order's reserved units back to available stock, once.
+    """Give an order's reserved, not yet shipped units back to available stock, once.
 
     Deleting the allocation rows is what makes a replay release nothing twice; stock rows are
     updated in (warehouse, SKU) order, the same order reservations lock them in.
     """
     freed = conn.execute(
-        text("DELETE FROM allocations WHERE order_id = :o RETURNING warehouse, sku, quantity"),
+        text("DELETE FROM allocations WHERE order_id = :o AND shipped_at IS NULL "
+             "RETURNING warehouse, sku, quantity"),
         {"o": order_id},
     ).all()
     units: dict[tuple[str, str], int] = defaultdict(int)
@@ -177,9 +178,12 @@ def release(conn: Connection, order_id: str) -> dict[tuple[str, str], int]:
 
 
 def ever_shipped(conn: Connection, order_id: str) -> bool:
-    """Whether the order's history has a shipment: its goods left, nothing to release."""
+    """Whether the order's goods left: a confirmed shipment, or a shipped status in its
+    history (a channel may report shipping before orderhub reserved anything)."""
     return conn.execute(
-        text("SELECT 1 FROM order_events WHERE order_id = :o AND status = ANY(:s) LIMIT 1"),
+        text("SELECT 1 FROM allocations WHERE order_id = :o AND shipped_at IS NOT NULL "
+             "UNION ALL SELECT 1 FROM order_events WHERE order_id = :o AND status = ANY(:s) "
+             "LIMIT 1"),
         {"o": order_id, "s": ["shipped", "delivered", "completed", "return_requested",
                               "returned"]},
     ).first() is not None
