@@ -19,13 +19,22 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection
 
 from dedup import metrics
-from dedup.process import Fingerprint, Suspect, classify, decide, fingerprint
+from dedup.process import (
+    Fingerprint,
+    Suspect,
+    classify,
+    decide,
+    delivery_mark,
+    fingerprint,
+    stored_digest,
+)
 from dedup.projection import (
     claim_first_versions,
     decide_review,
     lock_keys,
     open_count,
     open_review,
+    prune_fingerprints,
     raised_by,
     record_acceptances,
     record_fingerprints,
@@ -56,7 +65,8 @@ HOLDABLE = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.PAID, OrderStatus
 @dataclass(frozen=True)
 class Normalized:
     event: OrderNormalized
-    digest: str
+    digest: str  # hex: history event keys
+    stored: tuple[bytes, bytes]  # (stored_digest, delivery_mark): what accepted_orders keeps
     fingerprint: Fingerprint | None
 
 
@@ -67,13 +77,18 @@ class DedupStage:
     def __init__(self, settings: DedupSettings, registry: CollectorRegistry) -> None:
         self.window = timedelta(seconds=settings.window_s)
         self.tolerance = settings.amount_tolerance_cny
+        self.retention = timedelta(seconds=settings.fingerprint_retention_s)
+        self.prune_every = settings.prune_every_batches
+        self.batches = 0
         self.metrics = metrics.build(registry)
 
     def prepare(self, event: Event, ctx: Context) -> Normalized | OrderStatusChanged:
         if isinstance(event, OrderStatusChanged):
             return event
         normalized = cast(OrderNormalized, event)
-        return Normalized(normalized, digest(normalized.order), fingerprint(normalized.order))
+        dg = digest(normalized.order)
+        stored = (stored_digest(dg), delivery_mark(normalized.delivery_id))
+        return Normalized(normalized, dg, stored, fingerprint(normalized.order))
 
     def project(
         self, conn: Connection, items: Sequence[Normalized | OrderStatusChanged], ctx: Context
@@ -90,10 +105,9 @@ class DedupStage:
     def _orders(self, conn: Connection, items: Sequence[Normalized], ctx: Context) -> list[Emit]:
         if not items:
             return []
-        firsts = claim_first_versions(
-            conn, ((n.event.order.id, n.digest, n.event.delivery_id) for n in items), ctx.now)
-        verdicts = [classify(*firsts[n.event.order.id], n.digest, n.event.delivery_id)
-                    for n in items]
+        firsts, claimed = claim_first_versions(
+            conn, ((n.event.order.id, *n.stored) for n in items), ctx.now)
+        verdicts = [classify(*firsts[n.event.order.id], *n.stored) for n in items]
         new = [n.fingerprint for n, v in zip(items, verdicts, strict=True)
                if v == "unique" and n.fingerprint is not None]
         lock_keys(conn, (f.key for f in new))
@@ -120,9 +134,14 @@ class DedupStage:
                 continue
             emits += self._first_sighting(conn, n.fingerprint, order, pool, reviewed, rows, ctx)
             pool[order.id] = n.fingerprint
+        # Only the orders this transaction claimed: each order's fingerprint is stored once.
         record_fingerprints(conn, [n.fingerprint for n, v in zip(items, verdicts, strict=True)
-                                   if v == "unique" and n.fingerprint is not None])
+                                   if v == "unique" and n.fingerprint is not None
+                                   and n.event.order.id in claimed])
         record_acceptances(conn, history)
+        self.batches += 1
+        if self.batches % self.prune_every == 0:
+            prune_fingerprints(conn, ctx.now - self.retention)
         return emits
 
     def _first_sighting(

@@ -20,22 +20,28 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, TypeVar
 
 from schemas.order import Order, OrderStatus
 
 Verdict = Literal["unique", "update", "duplicate"]
+KEY_BYTES = 16  # the first 128 bits of the blocking key's sha256: what dedup_fingerprints stores
+DIGEST_BYTES = 16  # the first 128 bits of a version's sha256: accepted_orders.first_digest
+DELIVERY_BYTES = 8  # accepted_orders.first_delivery: compared for equality only
 # Orders that can no longer ship are never compared: holding them would protect nothing.
 NOT_COMPARED = frozenset({OrderStatus.CANCELLED, OrderStatus.REFUNDED, OrderStatus.DUPLICATE})
 CIPHER = re.compile(r"^[$#~]")  # ciphertext: Douyin $$ and ##, PDD $ and ~, Taobao ~
 TRAILING_DIGITS = re.compile(r"(\d{1,4})$")
 
 
-def classify(
-    first_digest: str | None, first_delivery: str | None, digest: str, delivery: str
-) -> Verdict:
+D = TypeVar("D", str, bytes)
+V = TypeVar("V", str, bytes)
+
+
+def classify(first_digest: D | None, first_delivery: V | None, digest: D, delivery: V) -> Verdict:
     """`unique` for the first version (and replays of its own delivery), `duplicate` for
-    another delivery of that same version, `update` for a different version."""
+    another delivery of that same version, `update` for a different version. Digests and
+    deliveries are compared as stored (`stored_digest`, `delivery_mark`), never mixed."""
     if first_digest is None:
         return "unique"
     if first_digest != digest:
@@ -45,10 +51,27 @@ def classify(
     return "duplicate"
 
 
+def stored_digest(hex_digest: str) -> bytes:
+    """What accepted_orders keeps of a version's hex sha256 (`normalize.projection.digest`)."""
+    return bytes.fromhex(hex_digest)[:DIGEST_BYTES]
+
+
+def delivery_mark(delivery_id: str) -> bytes:
+    """What accepted_orders keeps of a delivery id: a hash, only ever compared for equality.
+    Two deliveries of one id colliding would read as a replay (re-emitted, idempotent
+    downstream), never as a dropped version. Migration 0006 computes the same in SQL."""
+    return hashlib.sha256(delivery_id.encode()).digest()[:DELIVERY_BYTES]
+
+
+def lock_id(key: bytes) -> int:
+    """The advisory-lock id (signed bigint) of a fingerprint key: its first 8 bytes."""
+    return int.from_bytes(key[:8], "big", signed=True)
+
+
 @dataclass(frozen=True)
 class Fingerprint:
     order_id: str
-    key: str
+    key: bytes  # KEY_BYTES of sha256(region + merchant SKUs x quantities)
     event_at: datetime
     paid_cny: Decimal
     phone_tail: str | None
@@ -85,7 +108,7 @@ def fingerprint(order: Order) -> Fingerprint | None:
     # JSON, not joined text: a SKU or city containing a separator cannot forge another basket.
     blocking = json.dumps([[r.country, r.province, r.city], sorted(units.items())],
                           ensure_ascii=False)
-    key = hashlib.sha256(blocking.encode()).hexdigest()
+    key = hashlib.sha256(blocking.encode()).digest()[:KEY_BYTES]
     return Fingerprint(order.id, key, order.paid_at or order.created_at, order.paid_cny,
                        phone_tail(r.phone), name_mark(r.name), order.channel.value)
 

@@ -12,45 +12,52 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from dedup.process import Fingerprint, Suspect
+from dedup.process import Fingerprint, Suspect, lock_id
 from runtime.projection import record_events
 
 
 def claim_first_versions(
-    conn: Connection, firsts: Iterable[tuple[str, str, str]], now: datetime
-) -> dict[str, tuple[str, str | None]]:
-    """Insert (order id, digest, delivery) not seen before; return each id's first
-    (digest, delivery). The primary key on order_id makes a second acceptance impossible."""
-    first: dict[str, tuple[str, str]] = {}
+    conn: Connection, firsts: Iterable[tuple[str, bytes, bytes]], now: datetime
+) -> tuple[dict[str, tuple[bytes, bytes | None]], frozenset[str]]:
+    """Insert (order id, stored digest, delivery mark) not seen before; return each id's first
+    (digest, delivery) and the ids this transaction claimed. The primary key on order_id makes
+    a second acceptance impossible; only a claim records a fingerprint, so each order has at
+    most one."""
+    first: dict[str, tuple[bytes, bytes]] = {}
     for order_id, dg, delivery in firsts:
         first.setdefault(order_id, (dg, delivery))
-    rows = [{"id": i, "d": d, "v": v, "now": now} for i, (d, v) in first.items()]
-    if not rows:
-        return {}
-    conn.execute(
+    if not first:
+        return {}, frozenset()
+    ids = list(first)
+    claimed = conn.execute(
         text(
             "INSERT INTO accepted_orders (order_id, first_digest, first_delivery, accepted_at) "
-            "VALUES (:id, :d, :v, :now) ON CONFLICT (order_id) DO NOTHING"
+            "SELECT i, d, v, :now FROM unnest(CAST(:ids AS text[]), CAST(:ds AS bytea[]), "
+            "CAST(:vs AS bytea[])) AS t(i, d, v) ON CONFLICT (order_id) DO NOTHING "
+            "RETURNING order_id"
         ),
-        rows,
-    )
+        {"ids": ids, "ds": [first[i][0] for i in ids], "vs": [first[i][1] for i in ids],
+         "now": now},
+    ).scalars().all()
     found = conn.execute(
         text("SELECT order_id, first_digest, first_delivery FROM accepted_orders "
              "WHERE order_id = ANY(:ids)"),
-        {"ids": [r["id"] for r in rows]},
+        {"ids": ids},
     )
-    return {order_id: (dg, delivery) for order_id, dg, delivery in found}
+    return ({order_id: (bytes(dg), None if delivery is None else bytes(delivery))
+             for order_id, dg, delivery in found}, frozenset(claimed))
 
 
-def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
+def lock_keys(conn: Connection, keys: Iterable[bytes]) -> None:
     """Serialize workers on a fingerprint: two reports of one purchase may sit on different
-    partitions, and each must see the other's row. Locks in a fixed order: no deadlock."""
-    ordered = sorted(set(keys))
+    partitions, and each must see the other's row. One transaction-scoped advisory lock per
+    key (its first 8 bytes as a bigint), taken in a fixed order in one statement: no deadlock."""
+    ordered = sorted({lock_id(k) for k in keys})
     if ordered:
         conn.execute(
-            text("SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM "
-                 "(SELECT k FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k) AS sorted_keys"),
-            {"keys": ordered})
+            text("SELECT count(pg_advisory_xact_lock(k)) FROM "
+                 "(SELECT k FROM unnest(CAST(:ids AS bigint[])) AS k ORDER BY k) AS sorted_ids"),
+            {"ids": ordered})
 
 
 def seen_fingerprints(
@@ -64,24 +71,40 @@ def seen_fingerprints(
         text("SELECT f.order_id, f.key, f.event_at, f.paid_cny, f.phone_tail, f.name_mark, "
              "f.channel, r.order_id IS NOT NULL AS reviewed FROM dedup_fingerprints f "
              "LEFT JOIN review_queue r ON r.order_id = f.order_id "
-             "WHERE f.key = ANY(:keys) AND f.event_at BETWEEN :lo AND :hi"),
+             "WHERE f.key = ANY(CAST(:keys AS bytea[])) AND f.event_at BETWEEN :lo AND :hi"),
         {"keys": sorted({f.key for f in fps}),
          "lo": min(f.event_at for f in fps) - window, "hi": max(f.event_at for f in fps) + window},
     ).all()
-    seen = [Fingerprint(r.order_id, r.key, r.event_at, r.paid_cny, r.phone_tail, r.name_mark,
-                        r.channel) for r in rows]
+    seen = [Fingerprint(r.order_id, bytes(r.key), r.event_at, r.paid_cny, r.phone_tail,
+                        r.name_mark, r.channel) for r in rows]
     return seen, frozenset(r.order_id for r in rows if r.reviewed)
 
 
 def record_fingerprints(conn: Connection, fps: Sequence[Fingerprint]) -> None:
-    if not fps:
+    """Store the fingerprints of orders this transaction claimed (`claim_first_versions`):
+    no other transaction can claim them, so no order is stored twice."""
+    once = {f.order_id: f for f in reversed(fps)}
+    if not once:
         return
     conn.execute(
         text("INSERT INTO dedup_fingerprints (order_id, key, event_at, paid_cny, phone_tail, "
              "name_mark, channel) VALUES (:order_id, :key, :event_at, :paid_cny, :phone_tail, "
-             ":name_mark, :channel) ON CONFLICT (order_id) DO NOTHING"),
-        [vars(f) for f in fps],
+             ":name_mark, :channel)"),
+        [vars(f) for f in once.values()],
     )
+
+
+PRUNE_LOCK = (0x6F726468, 0x64656475)  # two-int advisory lock space: never a key's bigint lock
+
+
+def prune_fingerprints(conn: Connection, older_than: datetime) -> int | None:
+    """Delete fingerprints whose event time is before `older_than` (BRIN on event_at). Only one
+    worker prunes at a time: the others skip (None) rather than wait or deadlock on rows."""
+    if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:a, :b)"),
+                        {"a": PRUNE_LOCK[0], "b": PRUNE_LOCK[1]}).scalar():
+        return None
+    return conn.execute(text("DELETE FROM dedup_fingerprints WHERE event_at < :cutoff"),
+                        {"cutoff": older_than}).rowcount
 
 
 def open_review(conn: Connection, suspect: Suspect, now: datetime) -> bool:

@@ -63,6 +63,18 @@ class DedupSettings(_Section):
     window_s: float = Field(default=180.0, gt=0, description="paid_at (else created_at) apart")
     amount_tolerance_cny: Decimal = Field(default=Decimal(0), ge=0,
                                           description="paid_cny may differ by this much")
+    fingerprint_retention_s: float = Field(
+        default=7 * 86_400.0, gt=0,
+        description="fingerprints whose event time is older than this (against the stage's "
+                    "clock) are pruned: a report arriving later than that is not compared")
+    prune_every_batches: int = Field(default=200, ge=1,
+                                     description="a worker prunes once per this many batches")
+
+    @model_validator(mode="after")
+    def _retention_covers_window(self) -> DedupSettings:
+        if self.fingerprint_retention_s <= self.window_s:
+            raise ValueError("fingerprint_retention_s must exceed window_s")
+        return self
 
 
 class AllocateSettings(_Section):

@@ -14,10 +14,13 @@ from dedup.process import (
     Suspect,
     classify,
     decide,
+    delivery_mark,
     fingerprint,
+    lock_id,
     matched_fields,
     name_mark,
     phone_tail,
+    stored_digest,
 )
 from normalize import douyin, pdd
 from normalize.rates import RateTable
@@ -484,3 +487,24 @@ def test_reports_spread_wider_than_the_window_relate_only_pairwise_within_it(
             assert order.id not in held
     going_on = [o for o in group + others if o.id not in held]
     assert all(match(a, b) is None for a in going_on for b in going_on)
+
+
+# -- what dedup stores: compact binary values ------------------------------------------------
+
+
+def test_the_key_is_the_first_128_bits_of_the_sha256_and_locks_on_its_first_64() -> None:
+    key = fp(purchase("pdd", 1)).key
+    assert isinstance(key, bytes) and len(key) == 16
+    assert lock_id(key) == int.from_bytes(key[:8], "big", signed=True)
+    assert -(2**63) <= lock_id(key) < 2**63
+
+
+def test_stored_digests_and_delivery_marks_keep_classify_s_verdicts() -> None:
+    v1, v2 = "ab" * 32, "cd" * 32
+    assert len(stored_digest(v1)) == 16 and stored_digest(v1) == bytes.fromhex(v1)[:16]
+    assert len(delivery_mark("webhook:1")) == 8
+    first = (stored_digest(v1), delivery_mark("webhook:1"))
+    assert classify(*first, stored_digest(v1), delivery_mark("webhook:1")) == "unique"
+    assert classify(*first, stored_digest(v1), delivery_mark("poll:2")) == "duplicate"
+    assert classify(*first, stored_digest(v2), delivery_mark("poll:2")) == "update"
+    assert classify(stored_digest(v1), None, stored_digest(v1), delivery_mark("x")) == "unique"
