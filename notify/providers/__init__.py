@@ -1,0 +1,1 @@
+"""Provider clients notify sends through: Aliyun SMS, WeChat messages, merchant webhooks."""
