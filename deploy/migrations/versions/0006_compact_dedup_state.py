@@ -12,8 +12,8 @@ compute exactly what dedup.process computes now):
 - accepted_orders.first_delivery: delivery id -> first 8 bytes of its sha256 (`delivery_mark`),
   NULL (unknown) stays NULL;
 - dedup_fingerprints loses seen_at (never read) and its primary-key index (autogenerate does not
-  compare primary keys: added by hand); a BRIN index on event_at (16 pages per range, by hand)
-  serves the retention prune.
+  compare primary keys: added by hand); a BRIN index on (event_at AT TIME ZONE 'UTC') serves the
+  retention prune (an expression, so the planner never takes it for the window query).
 
 The downgrade cannot restore hashed values: keys and digests come back as 32-hex text (they then
 match nothing the old code computes: an old order's next version reads as an update, and
@@ -51,7 +51,7 @@ def upgrade() -> None:
                type_=sa.LargeBinary(),
                existing_nullable=False,
                postgresql_using="substring(decode(key, 'hex') from 1 for 16)")
-    op.create_index('ix_dedup_fingerprints_event_at_brin', 'dedup_fingerprints', ['event_at'], unique=False, postgresql_using='brin', postgresql_with={'pages_per_range': 16})
+    op.create_index('ix_dedup_fingerprints_event_at_brin', 'dedup_fingerprints', [sa.text("(event_at AT TIME ZONE 'UTC')")], unique=False, postgresql_using='brin')
 
 
 def downgrade() -> None:
