@@ -100,7 +100,7 @@ class _Watch:
         done_s = time.perf_counter() - started
         first = first or (done_s, done)
         groups = stage_groups(self.settings, STAGES)
-        inputs = [t for topics in groups.values() for t in topics]
+        inputs = sorted({t for topics in groups.values() for t in topics})  # shared inputs once
         ends = log_ends(self.endpoints.bootstrap, inputs, self.settings.kafka.partitions)
         while group_lag(self.endpoints.bootstrap, groups, ends) != 0:
             self._check(deadline)

@@ -312,6 +312,9 @@ def _shipping_line(order_id: int, price: Decimal, shop: Shop) -> dict[str, Any]:
 
 def _parties(rng: random.Random, shop: Shop, i: int) -> dict[str, Any]:
     address = _address(rng, "CN" if shop.domestic else "US")
+    # Each demo order a different buyer: the last four digits of the masked phone vary, so two
+    # demo orders of the same basket are not the same purchase to dedup.
+    address["phone"] = f"{address['phone'][:-4]}{(i * 7919 + 1234) % 10000:04d}"
     customer = {
         "id": 7300000000000 + i,
         "email": f"buyer{i + 1}@example.com",
