@@ -17,7 +17,9 @@ from typing import Any, ClassVar, Protocol
 
 import aiohttp
 
-from schemas.errors import ConfigurationError, OrderhubError, TransientError
+from schemas.errors import ChannelError as ChannelError  # re-exported: clients raise it
+from schemas.errors import ConfigurationError, TransientError
+from schemas.errors import Throttled as Throttled  # re-exported: clients raise it
 
 
 @dataclass(frozen=True)
@@ -54,23 +56,6 @@ class ShopConfig:
                 f"`orderhub shops add {self.channel} {self.shop} --option {name}=VALUE`"
             )
         return value
-
-
-class Throttled(TransientError):
-    """The channel asked us to slow down (HTTP 429, a rate-limit error code)."""
-
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        self.retry_after_s = retry_after_s
-        super().__init__(message)
-
-
-class ChannelError(OrderhubError):
-    """The channel refused a request for a reason retrying cannot fix (bad signature, bad token,
-    bad parameter). The poller stops that shop loudly; `code` is the channel's own error code."""
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        self.code = code
-        super().__init__(f"{message} (code {code})" if code else message)
 
 
 @dataclass(frozen=True)

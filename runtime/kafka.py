@@ -36,11 +36,17 @@ def create_topics(
 
 
 def make_producer(bootstrap: str, client_id: str) -> Producer:
-    """An idempotent producer with acks=all: retries never duplicate or reorder a partition."""
+    """An idempotent producer with acks=all: retries never duplicate or reorder a partition.
+
+    Keys are hashed with murmur2 like the Java client and aiokafka (the faust stages), not
+    librdkafka's default CRC32: one order's messages on `orders.status` come from ingest, the
+    CLI and the stages, and must all land on the same partition to keep their order.
+    """
     return Producer(
         {
             "bootstrap.servers": bootstrap,
             "client.id": client_id,
+            "partitioner": "murmur2_random",
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,

@@ -24,3 +24,21 @@ class TransientError(OrderhubError):
 
 class ConfigurationError(OrderhubError):
     """Settings or command-line input a person must fix; the message says how."""
+
+
+class Throttled(TransientError):
+    """A channel or provider asked us to slow down (HTTP 429, a rate-limit error code)."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class ChannelError(OrderhubError):
+    """A channel or provider refused a request for a reason retrying cannot fix (bad signature,
+    bad token, bad parameter). The poller stops that shop loudly, the notification sender fails
+    that message; `code` is the channel's own error code."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(f"{message} (code {code})" if code else message)

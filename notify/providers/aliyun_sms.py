@@ -18,8 +18,8 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from ingest.pull import ChannelError, Clock, Throttled
-from schemas.errors import TransientError
+from ingest.pull import Clock
+from schemas.errors import ChannelError, Throttled, TransientError
 
 ALGORITHM = "ACS3-HMAC-SHA256"
 ACTION = "SendSms"

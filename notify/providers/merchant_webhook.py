@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 
-from ingest.pull import ChannelError, Clock, Throttled
-from schemas.errors import TransientError
+from ingest.pull import Clock
+from schemas.errors import ChannelError, Throttled, TransientError
 
 SIGNATURE_HEADER = "X-Orderhub-Signature"
 EVENT_ID_HEADER = "X-Orderhub-Event-Id"

@@ -12,8 +12,8 @@ from typing import Any
 
 import aiohttp
 
-from ingest.pull import ChannelError, Clock, Throttled, read_json
-from schemas.errors import TransientError
+from ingest.pull import Clock, read_json
+from schemas.errors import ChannelError, Throttled, TransientError
 
 STALE_TOKEN = frozenset({40001, 42001})
 THROTTLED = frozenset({45009, 45011})  # daily quota reached, calling too often

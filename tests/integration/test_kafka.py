@@ -42,3 +42,29 @@ def test_creating_topics_twice_creates_nothing_the_second_time(settings: Setting
     assert settings.kafka.bootstrap
     k = settings.kafka
     assert create_topics(k.bootstrap or "", k.topic_prefix, k.partitions, 1) == []
+
+
+def test_orderhub_producers_put_a_key_on_the_partition_faust_stages_would(
+    settings: Settings,
+) -> None:
+    """One order's status messages come from ingest/CLI (confluent) and stages (aiokafka)."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    topic = RAW.full_name(settings.kafka.topic_prefix)
+    keys = [f"taobao:shop-{i}:{3705000000000000000 + i}" for i in range(60)]
+    produce_all(make_producer(settings.kafka.bootstrap or "", "t"), settings,
+                [(topic, k, b"{}") for k in keys])
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": "pt",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.kafka.partitions)])
+    landed: dict[str, int] = {}
+    while len(landed) < len(keys):
+        msg = consumer.poll(5.0)
+        assert msg is not None, f"only {len(landed)} of {len(keys)} messages read back"
+        landed[(msg.key() or b"").decode()] = msg.partition() or 0
+    consumer.close()
+
+    partitions = list(range(settings.kafka.partitions))
+    faust_would = {k: DefaultPartitioner()(k.encode(), partitions, partitions) for k in keys}
+    assert landed == faust_would
+    assert len(set(landed.values())) > 1
