@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 import aiohttp
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from ingest import metrics, shops
 from ingest.poller import (
@@ -31,13 +31,13 @@ from ingest.publish import Publisher
 from ingest.pull import ShopConfig, utc_now
 from ingest.receiver import build_app, serve
 from runtime.db import in_transaction, make_engine
+from runtime.health import always_ready, serve_metrics
 from runtime.kafka import make_producer
 from runtime.services import Endpoints
 from runtime.settings import Settings
 from schemas.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
-SERVICES = ("ingest-http", "ingest-poll")
 
 
 def make_publisher(settings: Settings, endpoints: Endpoints, registry: CollectorRegistry,
@@ -52,7 +52,7 @@ def run_service(name: str, settings: Settings, endpoints: Endpoints, metrics_por
     """Run `ingest-http` or `ingest-poll` until SIGTERM/SIGINT."""
     registry = CollectorRegistry()
     if metrics_port:
-        start_http_server(metrics_port, addr=settings.metrics.host, registry=registry)
+        serve_metrics(settings.metrics.host, metrics_port, registry, ready=always_ready)
     if name == "ingest-http":
         publisher = make_publisher(settings, endpoints, registry, "orderhub-ingest-http",
                                    ack_timeout_s=3.5)
@@ -63,7 +63,7 @@ def run_service(name: str, settings: Settings, endpoints: Endpoints, metrics_por
         asyncio.run(_until_signal(lambda stop: _poll_all(publisher, settings, env, stop)))
     else:
         raise ConfigurationError(f"unknown ingest service {name!r}; services: "
-                                 f"{', '.join(SERVICES)}")
+                                 "ingest-http, ingest-poll")
 
 
 async def _until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Set
+from contextlib import suppress
 from typing import NamedTuple
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2000)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0, 60.0)
+TopicPartition = tuple[str, int]
 
 
 class StageMetrics(NamedTuple):
@@ -17,6 +22,8 @@ class StageMetrics(NamedTuple):
     batch_seconds: Histogram
     projection_seconds: Histogram
     batch_size: Histogram
+    latency_seconds: Histogram
+    consumer_lag: Gauge
 
 
 def build_stage_metrics(stage: str, registry: CollectorRegistry) -> StageMetrics:
@@ -39,4 +46,26 @@ def build_stage_metrics(stage: str, registry: CollectorRegistry) -> StageMetrics
         batch_size=Histogram(
             f"{p}_batch_size", "Messages per batch", buckets=BATCH_BUCKETS, registry=registry
         ),
+        latency_seconds=Histogram(
+            f"{p}_latency_seconds",
+            "Per input message: from its Kafka timestamp to its batch's outputs acknowledged",
+            buckets=LATENCY_BUCKETS, registry=registry,
+        ),
+        consumer_lag=Gauge(
+            f"{p}_consumer_lag",
+            "Messages not yet processed by this worker: highwater minus position, per "
+            "assigned partition", ["topic", "partition"], registry=registry,
+        ),
     )
+
+
+def publish_lag(gauge: Gauge, lags: Mapping[TopicPartition, int],
+                shown: Set[TopicPartition]) -> set[TopicPartition]:
+    """Set one series per partition in `lags` and drop the series of partitions no longer
+    there (revoked); returns the partitions now shown, to pass back next time."""
+    for topic, partition in shown - lags.keys():
+        with suppress(KeyError):  # already gone: nothing to remove
+            gauge.remove(topic, str(partition))
+    for (topic, partition), lag in lags.items():
+        gauge.labels(topic=topic, partition=str(partition)).set(lag)
+    return set(lags)
