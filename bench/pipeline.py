@@ -114,7 +114,8 @@ class _Watch:
 
     def _notifications(self) -> int:
         with self.engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM notifications")).scalar_one())
+            return int(conn.execute(text(
+                "SELECT count(*) FROM notifications WHERE emitted_at IS NOT NULL")).scalar_one())
 
 
 def notified_at(

@@ -177,7 +177,7 @@ def _phases(
         "settings": {"partitions": s.kafka.partitions, "batch_size": s.stage.batch_size,
                      "batch_within_s": s.stage.batch_within_s,
                      "commit_interval_s": s.kafka.commit_interval_s,
-                     "pool_size": s.database.pool_size, "notify_channels": s.notify_channels},
+                     "pool_size": s.database.pool_size, "notify_matrix": s.notify.matrix},
         "passthrough": passthrough_result, "stages": stages_result,
         "end_to_end": {"timing": e2e.timing.as_dict(), "warmup_s": e2e.warmup_s,
                        "produce_s": e2e.produce_s, "latency": e2e.latency.as_dict()},

@@ -82,8 +82,15 @@ def map_order(payload: Mapping[str, Any], *, shop: str, rates: RateTable) -> Ord
         lines=lines,
         recipient=_recipient(detail),
         buyer_note=_buyer_note(detail),
+        buyer_openid=_openid(order),
         flags=(),
     )
+
+
+def _openid(order: Mapping[str, Any]) -> str | None:
+    """The buyer's openid for this shop's app: where subscribe messages go."""
+    value = order.get("openid")
+    return value.strip() or None if isinstance(value, str) else None
 
 
 def _status_code(value: Any) -> int:

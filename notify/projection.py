@@ -1,43 +1,129 @@
-"""Notify's projection: the send log, claimed before sending and marked after."""
+"""Notify's projection: the send log.
+
+One row per (order, event, configured channel), unique, written by the stage in its batch
+transaction (`plan`). The sender then claims due rows in a transaction of their own (state
+`sending` with a lease, committed before any provider call), calls the provider, and marks each
+row `sent`, back to `pending` with a later `due_at` (retry, quiet hours) or `failed`. A lease that
+runs out (the sender died mid-call) makes the row due again, with the same idempotency key.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, text
 
+from schemas.order import Order
 
-def claim(conn: Connection, order_id: str, event: str, channel: str, message: str,
-          now: datetime) -> bool:
-    """Claim (order, event, channel); False when an earlier delivery already claimed it."""
-    claimed = conn.execute(
-        text(
-            "INSERT INTO notifications (order_id, event, channel, state, message, claimed_at) "
-            "VALUES (:o, :e, :c, 'claimed', :m, :now) "
-            "ON CONFLICT (order_id, event, channel) DO NOTHING RETURNING id"
-        ),
-        {"o": order_id, "e": event, "c": channel, "m": message, "now": now},
-    ).first()
-    return claimed is not None
+COLUMNS = ("order_id", "event", "channel", "state", "message", "claimed_at", "provider",
+           "target", "template", "params", "idempotency_key", "event_at", "due_at",
+           "skip_reason", "finished_at", "emitted_at")
+FINISHED = ("sent", "failed", "skipped")
 
 
-def mark_sent(conn: Connection, order_id: str, event: str, channel: str, now: datetime) -> None:
+def load_orders(conn: Connection, ids: Iterable[str]) -> dict[str, Order]:
+    """Canonical orders from the projection (for status changes, which carry only the id)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = conn.execute(text("SELECT id, document FROM orders WHERE id = ANY(:ids)"),
+                        {"ids": wanted})
+    return {r.id: Order.model_validate(r.document) for r in rows}
+
+
+def plan(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write planned notifications; a row that exists already is left as it is."""
+    if not rows:
+        return
+    names = ", ".join(COLUMNS)
+    values = ", ".join(f"CAST(:{c} AS jsonb)" if c == "params" else f":{c}" for c in COLUMNS)
     conn.execute(
-        text(
-            "UPDATE notifications SET state = 'sent', sent_at = :now "
-            "WHERE order_id = :o AND event = :e AND channel = :c"
-        ),
-        {"o": order_id, "e": event, "c": channel, "now": now},
+        text(f"INSERT INTO notifications ({names}) VALUES ({values}) "  # noqa: S608 (constant names)
+             "ON CONFLICT (order_id, event, channel) DO NOTHING"),
+        [{**{c: r.get(c) for c in COLUMNS}, "params": json.dumps(r.get("params") or {},
+                                                                 ensure_ascii=False)}
+         for r in rows],
     )
 
 
-def load(conn: Connection, order_id: str, event: str, channel: str) -> dict[str, Any]:
-    row = conn.execute(
-        text(
-            "SELECT message, state, claimed_at, sent_at FROM notifications "
-            "WHERE order_id = :o AND event = :e AND channel = :c"
-        ),
-        {"o": order_id, "e": event, "c": channel},
-    ).mappings().one()
-    return dict(row)
+def skipped(conn: Connection, keys: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """The skipped rows among (order, event, channel) keys: the stage emits them again on a
+    replay, as it did the first time."""
+    if not keys:
+        return []
+    orders, events, channels = (list(k) for k in zip(*keys, strict=True))
+    return [dict(r) for r in conn.execute(text(
+        "SELECT n.* FROM notifications n JOIN unnest(CAST(:o AS text[]), CAST(:e AS text[]), "
+        "CAST(:c AS text[])) AS k(o, e, c) "
+        "ON n.order_id = k.o AND n.event = k.e AND n.channel = k.c WHERE n.state = 'skipped' "
+        "ORDER BY n.id"), {"o": orders, "e": events, "c": channels}).mappings()]
+
+
+def claim_due(conn: Connection, now: datetime, limit: int, lease_s: float) -> list[dict[str, Any]]:
+    """Take up to `limit` due rows for this sender: pending and due, or sending with an expired
+    lease. Other senders skip the locked rows, so each row has one sender at a time."""
+    return [dict(r) for r in conn.execute(text(
+        "UPDATE notifications SET state = 'sending', lease_until = :lease WHERE id IN ("
+        "  SELECT id FROM notifications WHERE state IN ('pending', 'sending') AND due_at <= :now"
+        "  AND (state = 'pending' OR lease_until <= :now)"
+        "  ORDER BY due_at, id LIMIT :n FOR UPDATE SKIP LOCKED) "
+        "RETURNING *"),
+        {"now": now, "lease": now + timedelta(seconds=lease_s), "n": limit}).mappings()]
+
+
+def mark_sent(conn: Connection, row_id: int, at: datetime, attempts: int,
+              provider_ref: str | None) -> None:
+    conn.execute(text(
+        "UPDATE notifications SET state = 'sent', sent_at = :at, finished_at = :at, "
+        "attempts = :a, provider_ref = :ref, lease_until = NULL, last_error = NULL "
+        "WHERE id = :id AND state = 'sending'"),
+        {"id": row_id, "at": at, "a": attempts, "ref": provider_ref})
+
+
+def mark_again(conn: Connection, row_id: int, due_at: datetime, attempts: int,
+               error: str | None) -> None:
+    """Back to pending until `due_at` (a retry after a failure, or the end of quiet hours)."""
+    conn.execute(text(
+        "UPDATE notifications SET state = 'pending', due_at = :due, attempts = :a, "
+        "last_error = COALESCE(:err, last_error), lease_until = NULL "
+        "WHERE id = :id AND state = 'sending'"),
+        {"id": row_id, "due": due_at, "a": attempts, "err": error})
+
+
+def mark_failed(conn: Connection, row_id: int, at: datetime, attempts: int, error: str) -> None:
+    conn.execute(text(
+        "UPDATE notifications SET state = 'failed', finished_at = :at, attempts = :a, "
+        "last_error = :err, lease_until = NULL WHERE id = :id AND state = 'sending'"),
+        {"id": row_id, "at": at, "a": attempts, "err": error})
+
+
+def unemitted(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    """Rows the sender finished whose BuyerNotified is not on the topic yet."""
+    return [dict(r) for r in conn.execute(text(
+        "SELECT * FROM notifications WHERE emitted_at IS NULL "
+        "AND state IN ('sent', 'failed', 'skipped') ORDER BY id LIMIT :n"),
+        {"n": limit}).mappings()]
+
+
+def mark_emitted(conn: Connection, ids: Sequence[int], at: datetime) -> None:
+    conn.execute(text("UPDATE notifications SET emitted_at = :at WHERE id = ANY(:ids)"),
+                 {"at": at, "ids": list(ids)})
+
+
+def outstanding(conn: Connection, now: datetime) -> int:
+    """Notifications due now and not finished (what `drain` waits for)."""
+    return int(conn.execute(text(
+        "SELECT count(*) FROM notifications WHERE (state IN ('pending', 'sending') "
+        "AND due_at <= :now) OR (emitted_at IS NULL AND state IN ('sent', 'failed'))"),
+        {"now": now}).scalar_one())
+
+
+def for_order(conn: Connection, order_id: str) -> list[dict[str, Any]]:
+    """An order's send log, oldest first (for `orders show`)."""
+    return [dict(r) for r in conn.execute(text(
+        "SELECT event, channel, state, provider, message, attempts, skip_reason, last_error, "
+        "claimed_at, due_at, sent_at, finished_at FROM notifications WHERE order_id = :o "
+        "ORDER BY id"), {"o": order_id}).mappings()]

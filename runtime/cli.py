@@ -13,7 +13,14 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from runtime import cli_inventory, cli_ops
+from runtime import (
+    cli_dlq,
+    cli_inventory,
+    cli_notifications,
+    cli_notify,
+    cli_ops,
+    cli_status,
+)
 from runtime.settings import Settings
 from schemas.errors import ConfigurationError, InvalidInput, OrderhubError, TransientError
 
@@ -24,12 +31,11 @@ warehouses_app = typer.Typer(help="Configure warehouses.", no_args_is_help=True)
 stock_app = typer.Typer(help="Configure stock per warehouse and SKU.", no_args_is_help=True)
 topics_app = typer.Typer(help="Manage the Kafka topics of the registry.", no_args_is_help=True)
 schemas_app = typer.Typer(help="Export the topic contracts.", no_args_is_help=True)
-dlq_app = typer.Typer(help="Inspect dead letters.", no_args_is_help=True)
 shops_app = typer.Typer(help="Configure the shops orderhub polls.", no_args_is_help=True)
 review_app = typer.Typer(help="Work the queue of suspected duplicates.", no_args_is_help=True)
 for sub, name in ((orders_app, "orders"), (warehouses_app, "warehouses"), (stock_app, "stock"),
-                  (topics_app, "topics"), (schemas_app, "schemas"), (dlq_app, "dlq"),
-                  (shops_app, "shops"), (review_app, "review")):
+                  (topics_app, "topics"), (schemas_app, "schemas"), (shops_app, "shops"),
+                  (review_app, "review")):
     app.add_typer(sub, name=name)
 
 log = logging.getLogger("orderhub")
@@ -109,24 +115,25 @@ def up(
 @app.command()
 def stage(
     name: Annotated[str, typer.Argument(
-        help="normalize, dedup, allocate, notify, ingest-http (webhooks) or ingest-poll")],
+        help="a stage (normalize, dedup, allocate, notify) or a process (ingest-http, "
+        "ingest-poll, …; the error message lists them all)")],
     metrics_port: Annotated[int | None, typer.Option(
         help="Serve metrics here; 0 disables. [default: ORDERHUB_METRICS__PORT or 9464]")] = None,
 ) -> None:
     """Run one stage worker (scale out by running more, up to the partition count)."""
-    from runtime.ingest_services import SERVICES, run_service
+    from runtime.processes import PROCESSES
     from runtime.services import discover
     from runtime.stages import STAGES
     from runtime.worker import run_stage
 
-    if name not in STAGES and name not in SERVICES:
+    if name not in STAGES and name not in PROCESSES:
         hint = (" (file import is `orderhub ingest CHANNEL PATH`)" if name == "ingest" else "")
         raise ConfigurationError(
-            f"unknown stage {name!r}; stages: {', '.join((*STAGES, *SERVICES))}{hint}")
+            f"unknown stage {name!r}; stages: {', '.join((*STAGES, *PROCESSES))}{hint}")
     s = settings()
     port = s.metrics.port if metrics_port is None else metrics_port
-    if name in SERVICES:
-        run_service(name, s, discover(s), port)
+    if name in PROCESSES:
+        PROCESSES[name].run(s, discover(s), port)
     else:
         run_stage(name, s, discover(s), port)
 
@@ -282,7 +289,9 @@ def orders_show(order_id: str, as_json: JsonFlag = False) -> None:
         if view[key]:
             typer.echo(f"{key:>12}: {view[key]['state']}")
     for n in view["notifications"]:
-        typer.echo(f"{'notified':>12}: {n['channel']} {n['event']} {n['state']}")
+        why = n["skip_reason"] or n["last_error"]
+        typer.echo(f"{'notified':>12}: {n['event']} via {n['channel']} "
+                   f"({n['provider'] or '-'}) {n['state']}{': ' + why if why else ''}")
 
 
 @orders_app.command("list")
@@ -344,23 +353,6 @@ def schemas_export(directory: Path) -> None:
         (directory / f"{spec.name}.schema.json").write_text(
             json.dumps(schema, ensure_ascii=False, indent=2))
     say(f"wrote {len(TOPICS)} schema(s) to {directory}")
-
-
-@dlq_app.command("list")
-def dlq_list(limit: Annotated[int, typer.Option(min=1)] = 100, as_json: JsonFlag = False) -> None:
-    """Dead letters, newest first, with the reason each input was refused."""
-    from sqlalchemy import text
-
-    rows = _in_db(lambda conn: [dict(r) for r in conn.execute(text(
-        "SELECT id, stage, topic, partition, \"offset\", key, error_class, message, recorded_at "
-        "FROM dead_letters ORDER BY id DESC LIMIT :n"), {"n": limit}).mappings()])
-    if as_json:
-        print_json(rows)
-        return
-    for r in rows:
-        typer.echo(f"{r['stage']:<10} {r['topic']}[{r['partition']}]@{r['offset']}  "
-                   f"{r['error_class']}: {r['message']}")
-    say(f"{len(rows)} dead letter(s)")
 
 
 @review_app.command("list")
@@ -430,6 +422,10 @@ def review_cancel(
 cli_inventory.register(
     warehouses_app, stock_app, cli_inventory.InventoryCommands(settings, _in_db, print_json))
 cli_ops.register(app, settings, _in_db, print_json, say)
+cli_dlq.register(app, settings, _in_db, print_json, say)
+cli_status.register(app, settings, print_json)
+cli_notifications.register(app, _in_db, print_json, say)
+cli_notify.register(app, settings, _in_db, print_json, say)
 
 
 def main() -> None:

@@ -176,7 +176,14 @@ def returns_receive(order_id: str) -> None:
     """The parcel is back in the warehouse, waiting for QC."""
     from allocate.lifecycle import receive_return
 
-    outcome = _in_db(lambda conn: receive_return(conn, order_id, _now()))
+    from schemas.topics import STATUS
+
+    at = _now()
+    outcome = _in_db(lambda conn: receive_return(conn, order_id, at))
+    if outcome == "received":  # the buyer hears about it (notify's return_received)
+        _produce([(STATUS, order_id, OrderStatusChanged(
+            order_id=order_id, status=OrderStatus.RETURN_REQUESTED, at=at,
+            source="warehouse", reason="return received", milestone="return_received"))])
     say(f"return {order_id}: {outcome}")
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,19 @@ from normalize.rates import DEFAULT_RATES
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: Any) -> Any:
+        """`ORDERHUB_X__SECRET=` (empty) means unset, never an empty signing key."""
+        if not isinstance(data, dict):
+            return data
+        return {k: None if v == "" and _defaults_to_none(cls, k) else v for k, v in data.items()}
+
+
+def _defaults_to_none(model: type[BaseModel], name: str) -> bool:
+    field = model.model_fields.get(name)
+    return field is not None and not field.is_required() and field.default is None
 
 
 class KafkaSettings(_Section):
@@ -155,6 +169,84 @@ class CsvSettings(_Section):
         return self.mappings.get(name, DEFAULT)
 
 
+NOTIFY_EVENTS = ("paid", "allocated", "shipped", "delivered", "cancelled", "refunded",
+                 "return_received", "returned")
+NOTIFY_CHANNELS = ("buyer", "sms", "wechat", "webhook", "log")
+
+
+def _log_every_event() -> dict[str, tuple[str, ...]]:
+    """The default matrix: the development log only, nothing to buyers until the merchant
+    configures providers. `paid` is left out: the channels confirm payment themselves."""
+    return {event: ("log",) for event in NOTIFY_EVENTS if event != "paid"}
+
+
+class NotifySettings(_Section):
+    """Buyer notifications: which events go out through which channel, providers, pacing.
+
+    `matrix` is the merchant's choice: event -> channels. `buyer` picks per order: WeChat when
+    the order carries the buyer's openid, else SMS when its phone is usable, else nothing
+    (recorded). Provider secrets are SecretStr and never logged.
+    """
+
+    matrix: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: _log_every_event(),
+        description="event -> channels (buyer, sms, wechat, webhook, log)")
+    language: str = Field(default="zh_CN", description="templates' language by default")
+    languages: dict[str, str] = Field(default_factory=dict,
+                                      description="sales channel -> language, e.g. shopify=en_US")
+    templates_dir: Path | None = Field(default=None, description="the merchant's templates")
+    quiet_start: time = Field(default=time(22, 0), description="GMT+8; SMS waits until quiet_end")
+    quiet_end: time = time(8, 0)
+    quiet_channels: tuple[str, ...] = ("sms",)
+    max_attempts: int = Field(default=8, ge=1, description="then the send is failed and DLQ'd")
+    backoff_s: float = Field(default=2.0, gt=0, description="first retry delay, doubled each time")
+    max_backoff_s: float = Field(default=300.0, gt=0)
+    lease_s: float = Field(default=60.0, gt=0, description="a claimed send older than this is "
+                           "retried with the same idempotency key (its sender died)")
+    poll_s: float = Field(default=0.2, gt=0, description="the sender's idle poll interval")
+    batch: int = Field(default=100, ge=1)
+    sms_endpoint: str = "https://dysmsapi.aliyuncs.com"
+    sms_access_key_id: str | None = None
+    sms_access_key_secret: SecretStr | None = None
+    sms_sign_name: str | None = Field(default=None, description="the approved SMS signature")
+    sms_rate_per_s: float = Field(default=50.0, gt=0)
+    wechat_base_url: str = "https://api.weixin.qq.com"
+    wechat_appid: str | None = None
+    wechat_secret: SecretStr | None = None
+    wechat_mode: Literal["subscribe", "template"] = "subscribe"
+    wechat_rate_per_s: float = Field(default=20.0, gt=0)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_rate_per_s: float = Field(default=50.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("matrix")
+    @classmethod
+    def _known_events_and_channels(
+        cls, value: dict[str, tuple[str, ...]]
+    ) -> dict[str, tuple[str, ...]]:
+        events = sorted(set(value) - set(NOTIFY_EVENTS))
+        channels = sorted({c for cs in value.values() for c in cs} - set(NOTIFY_CHANNELS))
+        if events:
+            raise ValueError(f"unknown notify event(s) {events}; events: {NOTIFY_EVENTS}")
+        if channels:
+            raise ValueError(f"unknown notify channel(s) {channels}; channels: {NOTIFY_CHANNELS}")
+        return value
+
+
+class KpiSettings(_Section):
+    """The KPI collector (`orderhub stage kpi`) and `orderhub status` (docs/kpis.md)."""
+
+    refresh_s: float = Field(default=15.0, gt=0, description="seconds between KPI refreshes")
+    ship_cutoff: time = Field(
+        default=time(16, 0),
+        description="GMT+8: an order paid before it is due to ship the same day, after it the "
+                    "next day")
+    window: Literal["today", "24h"] = Field(
+        default="today", description="orders counted by the ratio KPIs: created today (GMT+8 "
+                                     "midnight cut) or in the last 24 hours")
+
+
 class Settings(BaseSettings):
     """Everything a process needs, built once in the composition root and passed down."""
 
@@ -176,7 +268,8 @@ class Settings(BaseSettings):
         default_factory=lambda: {c: dict(r) for c, r in DEFAULT_RATES.items()},
         description="currency -> {effective date: CNY per unit}",
     )
-    notify_channels: tuple[str, ...] = ("log",)
+    notify: NotifySettings = NotifySettings()
+    kpi: KpiSettings = KpiSettings()
 
     def to_env(self) -> dict[str, str]:
         """These settings as ORDERHUB_* variables, so a child process sees exactly them."""

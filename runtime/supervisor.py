@@ -10,11 +10,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 
+from sqlalchemy import Engine
+
+from notify.projection import outstanding
+from runtime.db import in_transaction, make_engine
 from runtime.kafka import PartitionLag, group_lag
 from runtime.services import Endpoints
 from runtime.settings import Settings
 from runtime.stages import STAGES, group_id
+from schemas.base import SHANGHAI
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -90,16 +96,28 @@ def wait_until_drained(
     settings: Settings, endpoints: Endpoints, procs: StageProcesses, timeout: float,
     report: Callable[[str], None],
 ) -> bool:
-    """Poll until every stage's group has no lag twice in a row; False on timeout or failure."""
+    """Poll until every stage's group has no lag and no notification due now is unsent, twice
+    in a row; False on timeout or failure. (Sends deferred by quiet hours are not waited for.)"""
     deadline = time.monotonic() + timeout
+    engine = make_engine(endpoints.database_url)
+    try:
+        return _wait(settings, endpoints, procs, engine, deadline, report)
+    finally:
+        engine.dispose()
+
+
+def _wait(settings: Settings, endpoints: Endpoints, procs: StageProcesses, engine: Engine,
+          deadline: float, report: Callable[[str], None]) -> bool:
     quiet = 0
     last = -1
+    timeout = deadline - time.monotonic()
     while time.monotonic() < deadline:
         failed = procs.failed()
         if failed:
             report(f"stage process(es) exited early: {failed}")
             return False
-        total = sum(p.lag for p in pipeline_lag(settings, endpoints))
+        total = sum(p.lag for p in pipeline_lag(settings, endpoints)) + in_transaction(
+            engine, lambda c: outstanding(c, datetime.now(SHANGHAI)))
         quiet = quiet + 1 if total == 0 else 0
         if quiet >= 2:
             return True

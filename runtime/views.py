@@ -31,7 +31,8 @@ def order_view(conn: Connection, order_id: str) -> dict[str, Any] | None:
                    "decided_at FROM review_queue WHERE order_id = :id", order_id)
     view["review"] = review[0] if review else None
     view["notifications"] = _rows(
-        conn, "SELECT event, channel, state, message, claimed_at, sent_at FROM notifications "
+        conn, "SELECT event, channel, state, provider, message, attempts, skip_reason, "
+        "last_error, claimed_at, due_at, sent_at, finished_at FROM notifications "
         "WHERE order_id = :id ORDER BY claimed_at, id", order_id)
     view["events"] = _rows(
         conn, "SELECT kind, stage, status, occurred_at, recorded_at, data FROM order_events "

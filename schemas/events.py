@@ -107,16 +107,25 @@ class OrderStatusChanged(Event):
     waybill: str | None = None
     duplicate_of: str | None = Field(
         default=None, description="with status `duplicate`: the order this one duplicates")
+    milestone: Literal["return_received"] | None = Field(default=None, description=(
+        "a step inside the status (the status itself does not change): `return_received` "
+        "when the warehouse got the parcel back, before QC"))
 
 
 class BuyerNotified(Event):
-    """A buyer was told about an order event through one notification channel."""
+    """What became of one notification (order × event × configured channel): sent, skipped
+    (nobody reachable, with the reason) or failed (retries spent; also on orders.dlq)."""
 
     order_id: str
     event: str
     channel: str
     message: str
-    sent_at: BeijingTime
+    sent_at: BeijingTime = Field(description="when it was sent, skipped or given up")
+    outcome: Literal["sent", "skipped", "failed"] = "sent"
+    provider: str | None = Field(default=None, description="aliyun_sms, wechat_subscribe, "
+                                 "wechat_template, webhook or log; None when skipped")
+    reason: str | None = Field(default=None, description="why it was skipped or failed")
+    attempts: int = 0
 
 
 class InventoryChanged(Event):

@@ -106,6 +106,8 @@ class Order(Contract):
     recipient: Recipient | None = None
     buyer_note: str | None = None
     flags: tuple[str, ...] = ()
+    buyer_openid: str | None = Field(default=None, description=(
+        "the buyer's WeChat openid when the channel gives one (WeChat shop); notify uses it"))
 
     @model_validator(mode="after")
     def _zero_quantity_only_when_cancelled(self) -> Order:

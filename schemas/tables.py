@@ -110,6 +110,9 @@ class DeadLetterRow(Base):
     message: Mapped[str] = mapped_column(Text)
     original: Mapped[bytes] = mapped_column(LargeBinary)
     recorded_at: Mapped[datetime] = mapped_column(TZ, server_default=func.now())
+    replays: Mapped[int] = mapped_column(Integer, server_default=text("0"),
+                                         doc="times `orderhub dlq replay` sent it back")
+    replayed_at: Mapped[datetime | None] = mapped_column(TZ)
     __table_args__ = (UniqueConstraint("stage", "topic", "partition", "offset"),)
 
 
@@ -201,13 +204,36 @@ class NotificationRow(Base):
     __tablename__ = "notifications"
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     order_id: Mapped[str] = mapped_column(Text, index=True)
-    event: Mapped[str] = mapped_column(Text)
-    channel: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(Text, doc="claimed | sent | failed")
+    event: Mapped[str] = mapped_column(Text, doc="the trigger: paid, allocated, shipped, ...")
+    channel: Mapped[str] = mapped_column(Text, doc="the configured channel: buyer, sms, ...")
+    state: Mapped[str] = mapped_column(Text, doc="pending | sending | sent | failed | skipped")
     message: Mapped[str] = mapped_column(Text)
     claimed_at: Mapped[datetime] = mapped_column(TZ)
     sent_at: Mapped[datetime | None] = mapped_column(TZ)
-    __table_args__ = (UniqueConstraint("order_id", "event", "channel"),)
+    provider: Mapped[str | None] = mapped_column(
+        Text, doc="aliyun_sms | wechat_subscribe | wechat_template | webhook | log")
+    target: Mapped[str | None] = mapped_column(Text, doc="phone, openid or URL (fulfilment data)")
+    template: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    idempotency_key: Mapped[str] = mapped_column(
+        Text, unique=True, doc="sent as Aliyun OutId, WeChat client_msg_id, webhook event id")
+    event_at: Mapped[datetime | None] = mapped_column(TZ)
+    due_at: Mapped[datetime | None] = mapped_column(TZ, doc="not before (quiet hours, backoff)")
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    lease_until: Mapped[datetime | None] = mapped_column(TZ)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    skip_reason: Mapped[str | None] = mapped_column(Text)
+    provider_ref: Mapped[str | None] = mapped_column(Text, doc="BizId, msgid")
+    finished_at: Mapped[datetime | None] = mapped_column(TZ)
+    emitted_at: Mapped[datetime | None] = mapped_column(TZ, doc="BuyerNotified produced")
+    __table_args__ = (
+        UniqueConstraint("order_id", "event", "channel"),
+        Index("ix_notifications_due", "due_at",
+              postgresql_where=text("state IN ('pending', 'sending')")),
+        Index("ix_notifications_unemitted", "id",
+              postgresql_where=text("emitted_at IS NULL AND state IN ('sent', 'failed', "
+                                    "'skipped')")),
+    )
 
 
 Index("ix_orders_status_paid_at", OrderRow.status, OrderRow.paid_at)

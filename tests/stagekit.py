@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import CollectorRegistry
@@ -14,7 +15,7 @@ from ingest.agent import produce_all
 from runtime.db import make_engine
 from runtime.kafka import make_producer
 from runtime.metrics import build_stage_metrics
-from runtime.runner import Emit, Record, StageRunner
+from runtime.runner import Emit, Record, StageRunner, now_in_shanghai
 from runtime.settings import Settings
 from runtime.stages import STAGES, group_id
 from schemas.events import Event
@@ -69,19 +70,22 @@ class KafkaIO:
         return sorted(records, key=lambda r: (r.partition, r.offset))
 
 
-def runner_for(name: str, settings: Settings, io: KafkaIO) -> StageRunner[object]:
+def runner_for(name: str, settings: Settings, io: KafkaIO,
+               clock: Callable[[], datetime] = now_in_shanghai) -> StageRunner[object]:
     registry = CollectorRegistry()
     assert settings.database.url
     return StageRunner(
         STAGES[name].build(settings, registry), engine=make_engine(settings.database.url),
         send=io.send, metrics=build_stage_metrics(name, registry), settings=settings,
-        group=group_id(settings, name),
+        group=group_id(settings, name), clock=clock,
     )
 
 
-def run_stage(name: str, settings: Settings, io: KafkaIO, records: Sequence[Record]) -> None:
-    """One batch through the named stage's real runner (projection + produce)."""
-    runner = runner_for(name, settings, io)
+def run_stage(name: str, settings: Settings, io: KafkaIO, records: Sequence[Record],
+              clock: Callable[[], datetime] = now_in_shanghai) -> None:
+    """One batch through the named stage's real runner (projection + produce); `clock` is the
+    batch's time (ctx.now)."""
+    runner = runner_for(name, settings, io, clock)
     try:
         asyncio.run(runner.run_batch(records))
     finally:

@@ -19,6 +19,9 @@ COMMANDS = [
     ["returns"], ["returns", "list"], ["returns", "receive"], ["returns", "qc"],
     ["warehouses", "load"], ["warehouses", "list"], ["stock", "adjust"], ["stock", "import"],
     ["stock", "show"], ["stock", "low"], ["stock", "safety"],
+    ["templates"], ["templates", "check"], ["templates", "preview"],
+    ["notifications"], ["notifications", "list"], ["notifications", "retry"],
+    ["dlq", "show"], ["dlq", "replay"], ["status"],
 ]
 
 
