@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, Engine
@@ -21,6 +22,7 @@ from ingest.demo_channels import generate_orders, required_stock_all
 from normalize.rates import RateTable
 from runtime.db import in_transaction, make_engine, migrate
 from runtime.kafka import create_topics, make_producer
+from runtime.processes import PROCESSES, up_processes
 from runtime.services import (
     EmbeddedPostgres,
     Endpoints,
@@ -40,6 +42,7 @@ from schemas.errors import ConfigurationError
 log = logging.getLogger(__name__)
 Report = Callable[[str], None]
 DEMO_SEED = 20261111
+DASHBOARDS = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "dashboards"
 
 
 def prepare(settings: Settings, endpoints: Endpoints) -> None:
@@ -121,18 +124,20 @@ def run_up(settings: Settings, demo: int, metrics_port: int, report: Report) -> 
     """Run every stage until SIGINT/SIGTERM, restarting a stage that stops on its own."""
     with services(settings, report) as endpoints:
         prepare(settings, endpoints)
-        ingest = ("ingest-poll",) + (("ingest-http",) if settings.webhooks.port else ())
-        procs = StageProcesses(settings, endpoints, metrics_port, (*STAGES, *ingest))
+        procs = StageProcesses(settings, endpoints, metrics_port,
+                               (*STAGES, *up_processes(settings)))
         procs.start()
-        report(f"stages running: {', '.join(procs.procs)}"
-               + (f"; metrics on :{metrics_port}-{metrics_port + len(procs.procs) - 1}"
-                  if metrics_port else ""))
+        report(f"stages running: {', '.join(procs.procs)}")
+        for line in where_metrics(settings, procs.names, metrics_port):
+            report(line)
         if settings.webhooks.port:
             report(f"webhooks: http://{settings.webhooks.host}:{settings.webhooks.port}"
                    "/webhooks/{shopify,douyin,wechat}")
         if demo:
             load_demo(settings, endpoints, demo, report)
-        report("ready: try `orderhub orders list` in another terminal; Ctrl-C stops everything")
+        report(where_board())
+        report("ready: try `orderhub status` or `orderhub orders list` in another terminal; "
+               "Ctrl-C stops everything")
         try:
             _watch(procs, make_engine(endpoints.database_url), report)
         finally:
@@ -141,6 +146,26 @@ def run_up(settings: Settings, demo: int, metrics_port: int, report: Report) -> 
             procs.stop()
     report("stopped")
     return 0
+
+
+def where_metrics(settings: Settings, names: tuple[str, ...], base_port: int) -> list[str]:
+    """Each process's /metrics URL: process i of `names` serves on base + i (StageProcesses)."""
+    if not base_port:
+        return ["metrics: off (--metrics-port 0)"]
+    host = settings.metrics.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (a display)
+    return [f"metrics: {name:<12} http://{shown}:{base_port + i}/metrics"
+            + (f"  ({PROCESSES[name].help})" if name in PROCESSES else "")
+            for i, name in enumerate(names)]
+
+
+def where_board() -> str:
+    """Where the Grafana dashboard is, and how to see the KPIs without Grafana."""
+    boards = sorted(DASHBOARDS.glob("*.json")) or [DASHBOARDS / "*.json"]
+    return (f"dashboard: {', '.join(map(str, boards))}: import into Grafana with a Prometheus "
+            "scraping the metrics above, or run everything in containers with `docker compose "
+            "-f deploy/docker-compose.yml --profile kafka1 up` (Grafana provisioned on "
+            "http://localhost:3000); no Grafana: `orderhub status`")
 
 
 class _Stop(Exception):
