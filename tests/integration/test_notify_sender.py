@@ -21,8 +21,8 @@ from normalize.process import normalize
 from normalize.rates import RateTable
 from notify import metrics
 from notify.channels import build_providers
-from notify.providers.merchant_webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
 from notify.process import quiet_until
+from notify.providers.merchant_webhook import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
 from notify.sender import Sender
 from notify.templates import TemplateError, TemplateSet
 from runtime.settings import NotifySettings, Settings
@@ -40,9 +40,9 @@ from schemas.order import Order, OrderStatus, Recipient
 from schemas.topics import ALLOCATED, DLQ, NOTIFIED, RAW, STATUS
 from tests.builders import raw, shopify_fixture
 from tests.channel_servers.aliyun_sms import FakeAliyunSms
-from tests.conftest import run_cli
 from tests.channel_servers.base import serve
 from tests.channel_servers.wechat_message import FakeWeChatMessages
+from tests.conftest import run_cli
 from tests.stagekit import KafkaIO, run_stage
 
 T = TypeVar("T")
@@ -413,3 +413,54 @@ def test_the_stage_warns_at_start_about_placeholder_templates_it_would_send_thro
     assert any("allocated.sms.zh_CN" in w and "SMS_000000" in w for w in warnings)
     assert any("shipped.wechat.zh_CN" in w for w in warnings)
     assert not any(".delivered." in w for w in warnings)  # delivered goes to the log only
+
+
+def test_each_provider_is_paced_by_its_own_configured_rate(world: World) -> None:
+    async def providers(session: aiohttp.ClientSession) -> dict[str, float]:
+        built = build_providers(world.settings.notify, session, world.clock)
+        return {name: p.limiter.rate for name, p in built.items() if name != "log"}
+
+    rates = run(providers)
+
+    n = world.settings.notify
+    assert rates == {"aliyun_sms": n.sms_rate_per_s, "wechat_template": n.wechat_rate_per_s,
+                     "webhook": n.webhook_rate_per_s}
+
+
+def test_a_worker_stopped_mid_send_records_what_the_provider_accepted(
+    world: World, settings: Settings,
+) -> None:
+    """SIGTERM cancels the sender while SMS calls are in flight: the round still marks them
+    sent, so the restarted worker sends none of them again."""
+    slow = FakeAliyunSms(now=lambda: world.clock().timestamp(), sign_names={SIGN},
+                         templates=world.sms.templates)
+
+    @web.middleware
+    async def delay(request: web.Request, handler: Any) -> web.StreamResponse:
+        await asyncio.sleep(0.5)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    app = slow.app()
+    app.middlewares.append(delay)
+    orders = [an_order(world, 9100 + i, phone=f"1391234{i:04d}") for i in range(3)]
+    world.stage(ALLOCATED, [(o.id, allocated(o)) for o in orders])
+    with serve(app) as server:
+        notify = NotifySettings.model_validate({**world.settings.notify.model_dump(),
+                                                "sms_endpoint": server.url})
+
+        async def stop_mid_round(session: aiohttp.ClientSession) -> None:
+            sender = Sender(world.engine, notify, build_providers(notify, session, world.clock),
+                            world.io.send, metrics.build(CollectorRegistry()), world.clock)
+            task = asyncio.create_task(sender.run(asyncio.Event()))
+            await asyncio.sleep(0.2)  # the three calls are at the server now
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        run(stop_mid_round)
+
+    assert len(slow.sent) == 3
+    assert {r["state"] for r in world.log()} == {"sent"}
+    world.send_all()  # the restarted worker
+    assert len(slow.sent) == 3 and world.sms.sent == []
