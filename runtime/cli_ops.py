@@ -175,7 +175,6 @@ def returns_list(
 def returns_receive(order_id: str) -> None:
     """The parcel is back in the warehouse, waiting for QC."""
     from allocate.lifecycle import receive_return
-
     from schemas.topics import STATUS
 
     at = _now()
