@@ -6,6 +6,10 @@ the channel's signature on the raw bytes in constant time (401, nothing produced
 once per delivery id and answer what the channel expects — within its deadline (Shopify 5 s), or
 503 so that the channel delivers again. A signed body that cannot be understood is dead-lettered
 and acknowledged, since sending it again cannot make it better.
+
+Slow clients are cut off so that they cannot hold connections open (slowloris): a body not
+received within BODY_S is 408, and a connection that has not sent a whole request line and
+headers within IDLE_S of opening (or of its last response) is closed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # Answer in time for the strictest channel (Shopify: 5 s), leaving room for the network.
 DEADLINE_S = 4.0
+BODY_S = 10.0
+IDLE_S = 15.0
 JSON = ("application/json",)
 # WeChat pushes JSON or XML depending on how the shop configured its message format.
 CONTENT_TYPES: Mapping[str, tuple[str, ...]] = {
@@ -63,9 +69,10 @@ def build_app(
     publisher: Publisher, settings: WebhookSettings, *,
     secrets: Mapping[str, PushSecrets] | None = None,
     handlers: Mapping[str, Verify] | None = None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC), body_s: float = BODY_S,
 ) -> web.Application:
-    """The receiver's application; `secrets` default to the settings' (tests pass their own)."""
+    """The receiver's application; `secrets` default to the settings' (tests pass their own);
+    `body_s`: how long a client may take to send its body before it gets 408."""
     verifiers = dict(handlers or push_handlers())
     configured = dict(secrets_from(settings) if secrets is None else secrets)
     limit = settings.max_body_bytes
@@ -86,10 +93,14 @@ def build_app(
             return _text(415, f"expected {' or '.join(CONTENT_TYPES[channel])}, "
                               f"got {request.content_type or 'none'}")
         try:
-            body = await request.read()
+            body = await asyncio.wait_for(request.read(), body_s)
         except web.HTTPRequestEntityTooLarge:
             _count(publisher, channel, "too_large")
             return _text(413, f"body over {limit} bytes")
+        except TimeoutError:
+            _count(publisher, channel, "too_slow")
+            return web.Response(status=408, text=f"body not received within {body_s:.0f} s\n",
+                                headers={"Connection": "close"})
         push = PushRequest(method=request.method,
                            headers={k.lower(): v for k, v in request.headers.items()},
                            query=dict(request.query), body=body)
@@ -151,9 +162,12 @@ def _count(publisher: Publisher, channel: str, outcome: str) -> None:
     publisher.metrics.webhooks.labels(channel=channel, outcome=outcome).inc()
 
 
-async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve until `stop` is set."""
-    runner = web.AppRunner(app, access_log=None)
+async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event,
+                idle_s: float = IDLE_S) -> None:
+    """Serve until `stop` is set; `idle_s`: see IDLE_S."""
+    # aiohttp closes a connection whose request has not fully arrived when its keep-alive timer
+    # fires; the timer starts when the connection opens (default: an hour).
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=idle_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -45,7 +45,24 @@ def normalize(
     if mapper is None:
         raise InvalidInput(f"no mapper for channel {raw.channel!r} configured",
                            path="channel")
-    return mapper(raw.payload, shop=raw.shop, rates=rates)
+    return _no_negative_amounts(mapper(raw.payload, shop=raw.shop, rates=rates))
+
+
+AMOUNTS = ("goods_amount", "shipping_amount", "discount_amount", "paid_amount", "paid_cny")
+
+
+def _no_negative_amounts(order: Order) -> Order:
+    """Every channel reports amounts as positive magnitudes (a discount too): a minus sign is
+    garbage, and a negative price or total would flow into approvals and stock decisions."""
+    for name in AMOUNTS:
+        if getattr(order, name) < 0:
+            raise InvalidInput(f"negative amount {getattr(order, name)}", path=name)
+    for i, line in enumerate(order.lines):
+        for name in ("unit_price", "line_total"):
+            if getattr(line, name) < 0:
+                raise InvalidInput(f"negative amount {getattr(line, name)}",
+                                   path=f"lines[{i}].{name}")
+    return order
 
 
 def _channel(name: str) -> Channel:

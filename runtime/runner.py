@@ -9,6 +9,12 @@ Error policy (DESIGN section 4), in one place for every stage:
   its traceback logged): that code does no I/O, so the message is what triggered it, and one
   odd payload must not stop a partition; it can be replayed once the bug is fixed;
 - anything else (in the batch's projection or produce) is a bug and propagates.
+
+Whatever a message holds, its dead letter must fit where it goes: Postgres text cannot hold
+U+0000, so an input with one is refused here (every stage writes text) and the dead letter's key
+and reason are cleaned; the DLQ message carries at most ORIGINAL_ON_TOPIC original bytes, so a
+message near the broker's size limit does not become a dead letter over it (the dead_letters row
+keeps every byte, and `orderhub dlq replay` sends those).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +51,13 @@ from schemas.topics import DLQ, TopicSpec
 
 log = logging.getLogger(__name__)
 P = TypeVar("P")
+ORIGINAL_ON_TOPIC = 256 * 1024
+"""Original bytes a DLQ message carries (base64: a third more); under librdkafka's and faust's
+1 MB default message limits with room for the rest."""
+TEXT_LIMIT = 2000
+"""Characters of a dead letter's key and reason: a reason may quote a field of any size."""
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+r"""A JSON `\u0000` escape that is not itself an escaped backslash followed by `u0000`."""
 
 
 class StageHalted(OrderhubError):
@@ -131,7 +145,7 @@ class StageRunner(Generic[P]):
         good, dead = self._prepare_all(records, ctx)
         write = partial(self._write, good, dead, records, ctx)
         emits = await self._retrying(lambda: asyncio.to_thread(in_transaction, self.engine, write))
-        outputs = [*emits, *(Emit(DLQ, d.key or "", d) for d in dead)]
+        outputs = [*emits, *(Emit(DLQ, d.key or "", _on_topic(d)) for d in dead)]
         await self._retrying(lambda: self.send(outputs))
         self._count(records, dead, outputs, time.perf_counter() - started)
 
@@ -154,10 +168,13 @@ class StageRunner(Generic[P]):
     def _decode(self, record: Record) -> Event:
         if record.value is None:
             raise InvalidInput("empty message value (tombstone)", path="value")
+        if b"\\u0000" in record.value and _NUL_ESCAPE.search(record.value):
+            raise InvalidInput("a string holds U+0000 (NUL), which Postgres text cannot store",
+                               path="value")
         return self._specs[record.topic].value.model_validate_json(record.value)
 
     def _dead_letter(self, record: Record, error: Exception, ctx: Context) -> DeadLetter:
-        message = _describe(error)
+        message = _clean(_describe(error))
         log.warning(
             "%s: dead-lettered %s[%d]@%d: %s", self.stage.name, record.topic, record.partition,
             record.offset, message,
@@ -165,7 +182,7 @@ class StageRunner(Generic[P]):
         return DeadLetter(
             stage=self.stage.name, topic=record.topic, partition=record.partition,
             offset=record.offset,
-            key=record.key.decode("utf-8", "replace") if record.key is not None else None,
+            key=_clean(record.key.decode("utf-8", "replace")) if record.key is not None else None,
             error_class=type(getattr(error, "error", error)).__name__, message=message,
             original=base64.b64encode(record.value or b"").decode("ascii"), at=ctx.now,
         )
@@ -237,6 +254,24 @@ def _describe(error: Exception) -> str:
         more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
         return f"{path}: {first['msg']}{more}"
     return str(error)
+
+
+def _clean(text: str) -> str:
+    """Text Postgres can store, of bounded length."""
+    text = text.replace("\x00", "\ufffd")
+    return text if len(text) <= TEXT_LIMIT else f"{text[:TEXT_LIMIT]}… ({len(text)} characters)"
+
+
+def _on_topic(d: DeadLetter) -> DeadLetter:
+    """The dead letter as orders.dlq carries it: the original cut to ORIGINAL_ON_TOPIC bytes."""
+    original = base64.b64decode(d.original)
+    if len(original) <= ORIGINAL_ON_TOPIC:
+        return d
+    return d.model_copy(update={
+        "original": base64.b64encode(original[:ORIGINAL_ON_TOPIC]).decode("ascii"),
+        "message": f"{d.message} [original cut to its first {ORIGINAL_ON_TOPIC} of "
+                   f"{len(original)} bytes here; the dead_letters row keeps all of them]",
+    })
 
 
 def _dead_row(d: DeadLetter) -> dict[str, object]:
