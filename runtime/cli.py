@@ -21,6 +21,7 @@ from runtime import (
     cli_ops,
     cli_status,
 )
+from runtime.cli_kit import CliHelpers
 from runtime.settings import Settings
 from schemas.errors import ConfigurationError, InvalidInput, OrderhubError, TransientError
 
@@ -421,11 +422,12 @@ def review_cancel(
 
 cli_inventory.register(
     warehouses_app, stock_app, cli_inventory.InventoryCommands(settings, _in_db, print_json))
-cli_ops.register(app, settings, _in_db, print_json, say)
-cli_dlq.register(app, settings, _in_db, print_json, say)
+_helpers = CliHelpers(settings, _in_db, print_json, say)
+cli_ops.register(app, _helpers)
+cli_dlq.register(app, _helpers)
 cli_status.register(app, settings, print_json)
-cli_notifications.register(app, _in_db, print_json, say)
-cli_notify.register(app, settings, _in_db, print_json, say)
+cli_notifications.register(app, _helpers)
+cli_notify.register(app, _helpers)
 
 
 def main() -> None:

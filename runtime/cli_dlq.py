@@ -11,42 +11,29 @@ letter (its new offset) while this one stays as it was.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
 from sqlalchemy import Connection, text
 
+from runtime.cli_kit import CliHelpers, JsonFlag, Registered
 from runtime.settings import Settings
 from schemas.errors import ConfigurationError, TransientError
 
 dlq_app = typer.Typer(help="Inspect dead letters and replay them once the cause is fixed.",
                       no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 COLUMNS = ("id, stage, topic, partition, \"offset\", key, error_class, message, recorded_at, "
            "replays, replayed_at")
 ACK_TIMEOUT_S = 60.0
 
 
-@dataclass
-class _Cli:
-    """The CLI's helpers, handed over by runtime/cli.py (see runtime/cli_ops.py for why)."""
-
-    settings: Callable[[], Settings]
-    in_db: Callable[[Callable[[Any], Any]], Any]
-    print_json: Callable[[Any], None]
-    say: Callable[[str], None]
+_cli = Registered()
 
 
-_cli: list[_Cli] = []
-
-
-def register(app: typer.Typer, settings: Callable[[], Settings],
-             in_db: Callable[[Callable[[Any], Any]], Any], print_json: Callable[[Any], None],
-             say: Callable[[str], None]) -> None:
+def register(app: typer.Typer, helpers: CliHelpers) -> None:
     """Attach `dlq` to the CLI, with its helpers."""
-    _cli[:] = [_Cli(settings, in_db, print_json, say)]
+    _cli.set(helpers)
     app.add_typer(dlq_app, name="dlq")
 
 
@@ -57,15 +44,15 @@ def dlq_list(
     as_json: JsonFlag = False,
 ) -> None:
     """Dead letters, newest first, with the reason each input was refused."""
-    rows = _cli[0].in_db(lambda conn: _listing(conn, stage, limit))
+    rows = _cli().in_db(lambda conn: _listing(conn, stage, limit))
     if as_json:
-        _cli[0].print_json(rows)
+        _cli().print_json(rows)
         return
     for r in rows:
         replayed = f"  (replayed {r['replays']}×)" if r["replays"] else ""
         typer.echo(f"{r['id']:>6} {r['stage']:<10} {r['topic']}[{r['partition']}]@{r['offset']}"
                    f"  {r['error_class']}: {r['message']}{replayed}")
-    _cli[0].say(f"{len(rows)} dead letter(s)"
+    _cli().say(f"{len(rows)} dead letter(s)"
                 + ("; `orderhub dlq show ID` for one, with its bytes" if rows else ""))
 
 
@@ -73,11 +60,11 @@ def dlq_list(
 def dlq_show(letter_id: Annotated[int, typer.Argument(metavar="ID")],
              as_json: JsonFlag = False) -> None:
     """One dead letter: where it came from, why, its replays and its original bytes."""
-    [row] = _cli[0].in_db(lambda conn: _by_ids(conn, [letter_id]))
+    [row] = _cli().in_db(lambda conn: _by_ids(conn, [letter_id]))
     original: bytes = row.pop("original")
     shown = {**row, **_readable(original)}
     if as_json:
-        _cli[0].print_json(shown)
+        _cli().print_json(shown)
         return
     for key in ("id", "stage", "topic", "partition", "offset", "key", "error_class", "message",
                 "recorded_at", "replays", "replayed_at", "original_encoding"):
@@ -104,19 +91,19 @@ def dlq_replay(
     error_class: Annotated[str | None, typer.Option(
         help="With --stage: only letters of this error class.")] = None,
 ) -> None:
-    letters = _cli[0].in_db(lambda conn: _select(conn, ids or [], stage, error_class))
+    letters = _cli().in_db(lambda conn: _select(conn, ids or [], stage, error_class))
     if not letters:
-        _cli[0].say(f"nothing to replay: every letter of stage {stage} was replayed already"
+        _cli().say(f"nothing to replay: every letter of stage {stage} was replayed already"
                     + (f" or none is {error_class}" if error_class else ""))
         return
-    s = _cli[0].settings()
+    s = _cli().settings()
     targets = [_target(r, s) for r in letters]
     _produce(s, [(t, r) for t, r in zip(targets, letters, strict=True)])
-    _cli[0].in_db(lambda conn: _count_replays(conn, [r["id"] for r in letters]))
+    _cli().in_db(lambda conn: _count_replays(conn, [r["id"] for r in letters]))
     for topic, r in zip(targets, letters, strict=True):
         typer.echo(f"replayed {r['id']}: {r['stage']} {r['error_class']} → "
                    f"{topic}[{r['partition']}] key {r['key']!r}")
-    _cli[0].say(f"{len(letters)} dead letter(s) replayed; the stage consumes them again "
+    _cli().say(f"{len(letters)} dead letter(s) replayed; the stage consumes them again "
                 "(a failure becomes a new letter: `orderhub dlq list`)")
 
 

@@ -8,27 +8,24 @@ sender picks them up within its poll interval.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 from sqlalchemy import text
 
+from runtime.cli_kit import CliHelpers, JsonFlag, Registered
 from schemas.base import SHANGHAI
 from schemas.errors import ConfigurationError
 
 notifications_app = typer.Typer(help="Buyer notifications: the send log.", no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 STATES = ("pending", "sending", "sent", "failed", "skipped")
-_cli: list[tuple[Callable[[Callable[[Any], Any]], Any], Callable[[Any], None],
-                 Callable[[str], None]]] = []
+_cli = Registered()
 
 
-def register(app: typer.Typer, in_db: Callable[[Callable[[Any], Any]], Any],
-             print_json: Callable[[Any], None], say: Callable[[str], None]) -> None:
-    """Attach `notifications` to the CLI with the CLI's own helpers (see cli_ops.register)."""
-    _cli[:] = [(in_db, print_json, say)]
+def register(app: typer.Typer, helpers: CliHelpers) -> None:
+    """Attach `notifications` to the CLI with the CLI's own helpers (runtime/cli_kit.py)."""
+    _cli.set(helpers)
     app.add_typer(notifications_app, name="notifications")
 
 
@@ -41,7 +38,7 @@ def notifications_list(
     as_json: JsonFlag = False,
 ) -> None:
     """Newest first: event, channel, provider, state, attempts and why."""
-    in_db, print_json, say = _cli[0]
+    in_db, print_json, say = _cli().in_db, _cli().print_json, _cli().say
     if state is not None and state not in STATES:
         raise ConfigurationError(f"--state must be one of {', '.join(STATES)}, got {state!r}")
     rows = in_db(lambda conn: [dict(r) for r in conn.execute(text(
@@ -65,7 +62,7 @@ def notifications_retry(
     all_failed: Annotated[bool, typer.Option("--failed", help="Every failed send.")] = False,
 ) -> None:
     """Queue failed sends again, with the same idempotency key and a fresh retry budget."""
-    in_db, _print_json, say = _cli[0]
+    in_db, say = _cli().in_db, _cli().say
     if bool(ids) == all_failed:
         raise ConfigurationError("name the ids to retry, or pass --failed for every failed send")
     now = datetime.now(SHANGHAI)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from runtime.settings import Settings
+from runtime.cli_kit import CliHelpers, Registered
 from schemas.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -23,32 +21,20 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of te
 PROVIDER_CHANNELS = {"sms": ("sms",), "wechat": ("wechat",), "buyer": ("wechat", "sms")}
 
 
-@dataclass
-class _Cli:
-    """The CLI's helpers, handed over by runtime/cli.py (one copy per process, see register)."""
-
-    settings: Callable[[], Settings]
-    in_db: Callable[[Callable[[Any], Any]], Any]
-    print_json: Callable[[Any], None]
-    say: Callable[[str], None]
+_cli = Registered()
 
 
-_cli: list[_Cli] = []
-
-
-def register(app: typer.Typer, settings: Callable[[], Settings],
-             in_db: Callable[[Callable[[Any], Any]], Any], print_json: Callable[[Any], None],
-             say: Callable[[str], None]) -> None:
+def register(app: typer.Typer, helpers: CliHelpers) -> None:
     """Attach `templates` to the CLI, with its own helpers (not imported from runtime.cli,
     which `python -m runtime.cli` would load a second time)."""
-    _cli[:] = [_Cli(settings, in_db, print_json, say)]
+    _cli.set(helpers)
     app.add_typer(templates_app, name="templates")
 
 
 def _load(directory: Path | None) -> tuple[TemplateSet, NotifySettings]:
     from notify.templates import TemplateSet
 
-    notify = _cli[0].settings().notify
+    notify = _cli().settings().notify
     found = TemplateSet.load(directory or notify.templates_dir, sms_sign_name=notify.sms_sign_name)
     return found, notify
 
@@ -65,7 +51,7 @@ def templates_check(
     warnings = [*templates.warnings, *settings_warnings(templates, notify)]
     rows = [_summary(templates, t) for t in templates.templates.values()]
     if as_json:
-        _cli[0].print_json({"templates": rows, "warnings": warnings})
+        _cli().print_json({"templates": rows, "warnings": warnings})
         return
     for r in rows:
         provider = f"  {r['provider_template']}" if r["provider_template"] else ""
@@ -73,8 +59,8 @@ def templates_check(
         typer.echo(f"{r['id']:<30} {r['channel']:<8} {r['length']:>4} chars{provider}{mark}"
                    f"  {r['source']}")
     for w in warnings:
-        _cli[0].say(f"warning: {w}")
-    _cli[0].say(f"{len(rows)} template(s) valid, {len(warnings)} warning(s)")
+        _cli().say(f"warning: {w}")
+    _cli().say(f"{len(rows)} template(s) valid, {len(warnings)} warning(s)")
 
 
 def _summary(templates: TemplateSet, t: Template) -> dict[str, Any]:
@@ -130,7 +116,7 @@ def templates_preview(
     if channel is not None and channel not in CHANNELS:
         raise ConfigurationError(f"unknown channel {channel!r}; one of: {', '.join(CHANNELS)}")
     templates, notify = _load(None)
-    found = _cli[0].in_db(lambda conn: _order_facts(conn, order_id, status))
+    found = _cli().in_db(lambda conn: _order_facts(conn, order_id, status))
     if found is None:
         raise ConfigurationError(f"no order {order_id!r} (ids look like SHOP6200407294252; "
                                  "see `orderhub orders list`)")
@@ -141,7 +127,7 @@ def templates_preview(
     previews = [_preview(templates, order, status, c, lang, facts)
                 for c in ((channel,) if channel else CHANNELS)]
     if as_json:
-        _cli[0].print_json(previews)
+        _cli().print_json(previews)
         return
     typer.echo(f"{order.id} {status}; recipient {_recipient(order)}")
     for p in previews:

@@ -9,12 +9,12 @@ events go to inventory.events and the final status `returned` to orders.status.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import typer
 
+from runtime.cli_kit import CliHelpers, JsonFlag, Registered
 from runtime.settings import Settings
 from schemas.errors import ConfigurationError
 from schemas.events import Event, OrderStatusChanged
@@ -22,46 +22,33 @@ from schemas.order import OrderStatus
 
 approvals_app = typer.Typer(help="Orders waiting for a manager.", no_args_is_help=True)
 returns_app = typer.Typer(help="Returns after shipment, and their QC.", no_args_is_help=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-@dataclass
-class _Cli:
-    """The CLI's helpers, handed over by runtime/cli.py (one copy per process, see register)."""
-
-    settings: Callable[[], Settings]
-    in_db: Callable[[Callable[[Any], Any]], Any]
-    print_json: Callable[[Any], None]
-    say: Callable[[str], None]
+_cli = Registered()
 
 
-_cli: list[_Cli] = []
-
-
-def register(app: typer.Typer, settings: Callable[[], Settings],
-             in_db: Callable[[Callable[[Any], Any]], Any], print_json: Callable[[Any], None],
-             say: Callable[[str], None]) -> None:
+def register(app: typer.Typer, helpers: CliHelpers) -> None:
     """Attach `approvals` and `returns` to the CLI, with its own helpers (not imported from
     runtime.cli, which `python -m runtime.cli` would load a second time)."""
-    _cli[:] = [_Cli(settings, in_db, print_json, say)]
+    _cli.set(helpers)
     app.add_typer(approvals_app, name="approvals")
     app.add_typer(returns_app, name="returns")
 
 
 def settings() -> Settings:
-    return _cli[0].settings()
+    return _cli().settings()
 
 
 def _in_db(work: Callable[[Any], Any]) -> Any:
-    return _cli[0].in_db(work)
+    return _cli().in_db(work)
 
 
 def print_json(value: Any) -> None:
-    _cli[0].print_json(value)
+    _cli().print_json(value)
 
 
 def say(message: str) -> None:
-    _cli[0].say(message)
+    _cli().say(message)
 
 
 def _now() -> datetime:
