@@ -23,7 +23,8 @@ class NotifyMetrics(NamedTuple):
 def build(registry: CollectorRegistry) -> NotifyMetrics:
     """Reasons are a fixed set of phrases (never a provider's free text), so labels stay bounded."""
     return NotifyMetrics(
-        planned=Counter("orderhub_notify_planned", "Notifications written to the send log",
+        planned=Counter("orderhub_notify_planned",
+                        "Notifications planned (a redelivered input counts again)",
                         ["event", "channel"], registry=registry),
         sent=Counter("orderhub_notify_sent", "Messages a provider accepted",
                      ["channel", "provider"], registry=registry),
