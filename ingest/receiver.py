@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
 from aiohttp import web
 
-from ingest.publish import Publisher
+from ingest.publish import Outcome, Publisher
 from ingest.push import Delivery, PushRequest, PushSecrets, Unauthorized
 from runtime.settings import WebhookSettings
 from schemas.errors import InvalidInput, TransientError
@@ -118,8 +118,10 @@ def build_app(
             _count(publisher, channel, "invalid")
             return _text(200, "refused: dead-lettered")
         try:
-            outcome = await asyncio.wait_for(
-                asyncio.to_thread(publisher.push, channel, "webhook", delivery), DEADLINE_S)
+            outcome = await asyncio.wait_for(_one_at_a_time(
+                in_flight, (channel, delivery.delivery_id),
+                lambda: asyncio.to_thread(publisher.push, channel, "webhook", delivery)),
+                DEADLINE_S)
         except (TransientError, TimeoutError) as e:
             log.error("webhook %s delivery %s not produced in time: %s", channel,
                       delivery.delivery_id, e)
@@ -128,6 +130,8 @@ def build_app(
         _count(publisher, channel, "duplicate" if outcome.duplicate else "accepted")
         return web.Response(status=200, body=delivery.response,
                             content_type=delivery.content_type)
+
+    in_flight: dict[tuple[str, str], _Turns] = {}
 
     async def health(_: web.Request) -> web.Response:
         return _text(200, "ok")
@@ -156,6 +160,30 @@ def _echo(channel: str, push: PushRequest, secrets: PushSecrets, now: datetime
 
 def _text(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message + "\n")
+
+
+class _Turns:
+    """Requests carrying one delivery id, taking turns (see `_one_at_a_time`)."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.waiting = 0
+
+
+async def _one_at_a_time(in_flight: dict[tuple[str, str], _Turns], key: tuple[str, str],
+                         work: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    """Concurrent copies of one delivery (a channel retrying while the first is still being
+    produced) take turns in this process, so the later ones find the id recorded and produce
+    nothing. Across several receiver replicas it stays at-least-once: dedup drops the copy."""
+    turns = in_flight.setdefault(key, _Turns())
+    turns.waiting += 1
+    try:
+        async with turns.lock:
+            return await work()
+    finally:
+        turns.waiting -= 1
+        if turns.waiting == 0:
+            in_flight.pop(key, None)
 
 
 def _count(publisher: Publisher, channel: str, outcome: str) -> None:
