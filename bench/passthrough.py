@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -13,17 +14,19 @@ from bench.workers import BenchTimeout, Deadline
 
 async def passthrough(
     bootstrap: str, source: str, sink: str, *, group: str, expected: int, batch_size: int,
-    session_timeout_s: float, deadline: Deadline,
+    session_timeout_s: float, deadline: Deadline, producer_settings: dict[str, Any],
 ) -> Timing:
     """Copy `expected` messages from source to sink in getmany batches, awaiting every delivery
-    (acks=all) and committing after each batch; timed from before the clients start."""
+    (acks=all) and committing after each batch; timed from before the clients start.
+    `producer_settings`: the stages' producer batch size, linger and compression, so the
+    baseline is the same client tuned the same way, without the framework."""
     started = time.perf_counter()
     consumer = AIOKafkaConsumer(
         source, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
         enable_auto_commit=False, session_timeout_ms=int(session_timeout_s * 1000),
         heartbeat_interval_ms=1000,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **producer_settings)
     await producer.start()
     try:
         await consumer.start()

@@ -86,12 +86,21 @@ def run_passthrough(bench: Bench, orders: Orders) -> dict[str, Any]:
         bench.bootstrap, source, sink, group=f"{s.kafka.group_prefix}-passthrough",
         expected=len(messages), batch_size=s.stage.batch_size,
         session_timeout_s=s.kafka.session_timeout_s, deadline=bench.deadline("passthrough"),
+        producer_settings=producer_settings(s),
     ))
     copied = sum(log_ends(bench.bootstrap, [sink], s.kafka.partitions).values())
     if copied != len(messages):
         raise OrderhubError(f"passthrough wrote {copied} of {len(messages)} messages")
     sizes = [len(v) for _t, _k, v in messages]
     return {"timing": timing.as_dict(), "mean_value_bytes": sum(sizes) / len(sizes)}
+
+
+def producer_settings(settings: Settings) -> dict[str, Any]:
+    """aiokafka producer arguments matching the stage workers' (runtime/worker.make_app)."""
+    k = settings.kafka
+    return {"max_batch_size": k.producer_batch_bytes, "linger_ms": k.producer_linger_ms,
+            "compression_type": None if k.producer_compression == "none"
+            else k.producer_compression}
 
 
 def run_stages(bench: Bench, stack: ExitStack, orders: Orders) -> dict[str, Any]:
@@ -177,7 +186,8 @@ def _phases(
         "settings": {"partitions": s.kafka.partitions, "batch_size": s.stage.batch_size,
                      "batch_within_s": s.stage.batch_within_s,
                      "commit_interval_s": s.kafka.commit_interval_s,
-                     "pool_size": s.database.pool_size, "notify_matrix": s.notify.matrix},
+                     "pool_size": s.database.pool_size, "notify_matrix": s.notify.matrix,
+                     "producer": producer_settings(s)},
         "passthrough": passthrough_result, "stages": stages_result,
         "end_to_end": {"timing": e2e.timing.as_dict(), "warmup_s": e2e.warmup_s,
                        "produce_s": e2e.produce_s, "latency": e2e.latency.as_dict()},

@@ -18,6 +18,10 @@ from schemas.errors import OrderhubError
 
 REPO = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1
+LOG_LEVEL_ENV = "ORDERHUB_BENCH_LOG_LEVEL"
+"""The stage workers' log level (DEBUG logs each batch's prepare/transaction/send times)."""
+PROFILE_ENV = "ORDERHUB_BENCH_PROFILE"
+"""A directory: run every spawned stage worker under `py-spy record` (collapsed stacks there)."""
 
 
 class BenchTimeout(OrderhubError):
@@ -56,7 +60,14 @@ def spawn(
     env.update(settings.to_env())
     env.update(ORDERHUB_KAFKA__BOOTSTRAP=endpoints.bootstrap,
                ORDERHUB_DATABASE__URL=endpoints.database_url)
-    cmd = [sys.executable, "-m", "runtime.cli", "stage", name, "--metrics-port", "0"]
+    level = os.environ.get(LOG_LEVEL_ENV, "INFO")
+    cmd = [sys.executable, "-m", "runtime.cli", "--log-level", level, "stage", name,
+           "--metrics-port", "0"]
+    if profile := os.environ.get(PROFILE_ENV):  # py-spy samples the worker until it exits
+        out_dir = Path(profile)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw",
+               "--rate", "200", "-o", str(out_dir / f"{name}-{time.time_ns()}.txt"), "--", *cmd]
     with (log_dir / f"{name}.log").open("ab") as out:
         return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                 preexec_fn=_die_with_parent)
@@ -65,12 +76,21 @@ def spawn(
 def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
     """SIGTERM, then SIGKILL if the worker has not left its group in time."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        _terminate(proc)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the worker; under py-spy, the worker is its child, and py-spy writes its
+    profile once that child has exited."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    pids = children.read_text().split() if os.environ.get(PROFILE_ENV) and children.exists() else []
+    for pid in pids or [str(proc.pid)]:
+        os.kill(int(pid), signal.SIGTERM)
 
 
 def ensure_running(procs: dict[str, subprocess.Popen[bytes]], log_dir: Path) -> None:

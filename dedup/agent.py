@@ -42,7 +42,7 @@ from dedup.projection import (
     seen_fingerprints,
 )
 from normalize.projection import digest
-from runtime.projection import advance_status, lock_orders, record_events
+from runtime.projection import advance_status, lock_orders, order_document, record_events
 from runtime.runner import Context, Emit
 from runtime.settings import DedupSettings, Settings
 from schemas.base import SHANGHAI
@@ -114,7 +114,7 @@ class DedupStage:
         seen, already_reviewed = seen_fingerprints(conn, new, self.window)
         reviewed = set(already_reviewed)  # grows as this batch holds orders
         rows = lock_orders(conn, {n.event.order.id for n in items}
-                           | {f.order_id for f in seen})
+                           | {f.order_id for f in seen}, document=False)
         pool = {f.order_id: f for f in seen}
         # A first sighting whose fingerprint is already stored is a replay: look up once per
         # batch what it decided then, instead of once per order.
@@ -195,13 +195,14 @@ class DedupStage:
         """Hold an order that arrived first but is later in event time: it already went on."""
         row = rows[suspect.order_id]
         emits: list[Emit] = []
+        document = order_document(conn, row)
         if open_review(conn, suspect, ctx.now):
-            self.metrics.suspects.labels(channel=str(row["document"]["channel"])).inc()
+            self.metrics.suspects.labels(channel=str(document["channel"])).inc()
         if advance_status(conn, row, OrderStatus.REVIEW_HOLD, ctx.now, since=ANY_TIME,
                           hold=_hold_doc(suspect)):
             _history(conn, suspect.order_id, f"suspected:{suspect.duplicate_of}", ctx.now,
                      {"duplicate_of": suspect.duplicate_of, "reason": suspect.reason})
-        order = Order.model_validate(row["document"]).model_copy(
+        order = Order.model_validate(document).model_copy(
             update={"status": OrderStatus.REVIEW_HOLD})
         emits.append(Emit(REVIEW, suspect.order_id, DuplicateSuspected(
             order=order, duplicate_of=suspect.duplicate_of,

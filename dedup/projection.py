@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from dedup.process import Fingerprint, Suspect, lock_id
-from runtime.projection import record_events
+from runtime.projection import json_rows, record_events
 
 
 def claim_first_versions(
@@ -32,11 +32,13 @@ def claim_first_versions(
     claimed = conn.execute(
         text(
             "INSERT INTO accepted_orders (order_id, first_digest, first_delivery, accepted_at) "
-            "SELECT i, d, v, :now FROM unnest(CAST(:ids AS text[]), CAST(:ds AS bytea[]), "
-            "CAST(:vs AS bytea[])) AS t(i, d, v) ON CONFLICT (order_id) DO NOTHING "
-            "RETURNING order_id"
+            "SELECT i, decode(d, 'hex'), decode(v, 'hex'), :now "
+            "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS t(i text, d text, v text) "
+            "ON CONFLICT (order_id) DO NOTHING RETURNING order_id"
         ),
-        {"ids": ids, "ds": [first[i][0] for i in ids], "vs": [first[i][1] for i in ids],
+        {"rows": json_rows({"i": i, "d": first[i][0].hex(),
+                            "v": None if first[i][1] is None else first[i][1].hex()}
+                           for i in ids),
          "now": now},
     ).scalars().all()
     found = conn.execute(
@@ -88,9 +90,11 @@ def record_fingerprints(conn: Connection, fps: Sequence[Fingerprint]) -> None:
         return
     conn.execute(
         text("INSERT INTO dedup_fingerprints (order_id, key, event_at, paid_cny, phone_tail, "
-             "name_mark, channel) VALUES (:order_id, :key, :event_at, :paid_cny, :phone_tail, "
-             ":name_mark, :channel)"),
-        [vars(f) for f in once.values()],
+             "name_mark, channel) SELECT order_id, decode(key, 'hex'), event_at, paid_cny, "
+             "phone_tail, name_mark, channel FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+             "AS t(order_id text, key text, event_at timestamptz, paid_cny numeric, "
+             "phone_tail text, name_mark text, channel text)"),
+        {"rows": json_rows({**vars(f), "key": f.key.hex()} for f in once.values())},
     )
 
 

@@ -57,6 +57,11 @@ class NotifyStage:
         self.templates = templates
         self.providers: Providers = configured(settings)
         self.metrics = metrics.build(registry)
+        self.planned = asyncio.Event()  # set when a committed batch planned sends
+
+    def committed(self) -> None:
+        """The runner committed a batch: wake the sender rather than let it sleep `poll_s`."""
+        self.planned.set()
 
     def prepare(self, event: Event, ctx: Context) -> Item:
         assert isinstance(event, OrderAccepted | OrderAllocated | OrderStatusChanged)
@@ -89,7 +94,8 @@ class NotifyStage:
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             providers = build_providers(self.settings, session, clock)
-            sender = Sender(engine, self.settings, providers, send, self.metrics, clock)
+            sender = Sender(engine, self.settings, providers, send, self.metrics, clock,
+                            wake=self.planned)
             await sender.run(stop)
 
     def placeholders_in_use(self) -> list[str]:

@@ -9,13 +9,13 @@ runs out (the sender died mid-call) makes the row due again, with the same idemp
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, text
 
+from runtime.projection import json_rows
 from schemas.order import Order
 
 COLUMNS = ("order_id", "event", "channel", "state", "message", "claimed_at", "provider",
@@ -34,19 +34,25 @@ def load_orders(conn: Connection, ids: Iterable[str]) -> dict[str, Order]:
     return {r.id: Order.model_validate(r.document) for r in rows}
 
 
+COLUMN_TYPES = {"claimed_at": "timestamptz", "params": "jsonb", "event_at": "timestamptz",
+                "due_at": "timestamptz", "finished_at": "timestamptz",
+                "emitted_at": "timestamptz"}
+INSERT_PLANNED = text(
+    f"INSERT INTO notifications ({', '.join(COLUMNS)}) "  # noqa: S608 (constant names)
+    "SELECT " + ", ".join("coalesce(params, '{}')" if c == "params" else c for c in COLUMNS)
+    + " "
+    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS t("
+    + ", ".join(f"{c} {COLUMN_TYPES.get(c, 'text')}" for c in COLUMNS)
+    + ") ON CONFLICT (order_id, event, channel) DO NOTHING"
+)
+
+
 def plan(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write planned notifications; a row that exists already is left as it is."""
-    if not rows:
-        return
-    names = ", ".join(COLUMNS)
-    values = ", ".join(f"CAST(:{c} AS jsonb)" if c == "params" else f":{c}" for c in COLUMNS)
-    conn.execute(
-        text(f"INSERT INTO notifications ({names}) VALUES ({values}) "  # noqa: S608 (constant names)
-             "ON CONFLICT (order_id, event, channel) DO NOTHING"),
-        [{**{c: r.get(c) for c in COLUMNS}, "params": json.dumps(r.get("params") or {},
-                                                                 ensure_ascii=False)}
-         for r in rows],
-    )
+    """Write planned notifications in one statement; a row that exists already is left as
+    it is."""
+    batch = json_rows({c: r.get(c) for c in COLUMNS} for r in rows)
+    if batch is not None:
+        conn.execute(INSERT_PLANNED, {"rows": batch})
 
 
 def skipped(conn: Connection, keys: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:

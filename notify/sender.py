@@ -58,8 +58,12 @@ class Sender:
     """One sender per notify worker; several workers' senders never take the same row."""
 
     def __init__(self, engine: Engine, settings: NotifySettings, providers: dict[str, Provider],
-                 send: Send, metrics: NotifyMetrics, clock: Callable[[], datetime]) -> None:
+                 send: Send, metrics: NotifyMetrics, clock: Callable[[], datetime],
+                 wake: asyncio.Event | None = None) -> None:
+        """`wake`: set by the stage when it committed new rows; an idle sender waits for it
+        (or `poll_s`, for retries coming due and other workers' rows) instead of sleeping."""
         self.engine = engine
+        self.wake = wake or asyncio.Event()
         self.settings = settings
         self.providers = providers
         self.send = send
@@ -81,10 +85,21 @@ class Sender:
                 log.warning("notify sender: %s; trying again shortly", e)
                 busy = 0
             if not busy:
-                try:
-                    await asyncio.wait_for(stop.wait(), self.settings.poll_s)
-                except TimeoutError:
-                    pass
+                await self._idle(stop)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Until the stage planned more, the worker stops, or `poll_s` passed."""
+        if self.wake.is_set():
+            self.wake.clear()
+            return
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self.settings.poll_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        self.wake.clear()
 
     async def round(self) -> int:
         """Claim, send, record, emit; the number of rows claimed or emitted."""

@@ -109,7 +109,10 @@ class Stage(Protocol[P]):
         ...
 
     def project(self, conn: Connection, items: Sequence[P], ctx: Context) -> list[Emit]:
-        """The batch's Postgres effects (one transaction, idempotent); returns the outputs."""
+        """The batch's Postgres effects (one transaction, idempotent); returns the outputs.
+
+        A stage may also define `committed()`, called on the event loop once the batch's
+        transaction has committed (before its outputs are sent)."""
         ...
 
 
@@ -143,11 +146,20 @@ class StageRunner(Generic[P]):
         started = time.perf_counter()
         ctx = Context(now=self.clock(), settings=self.settings)
         good, dead = self._prepare_all(records, ctx)
+        prepared = time.perf_counter()
         write = partial(self._write, good, dead, records, ctx)
         emits = await self._retrying(lambda: asyncio.to_thread(in_transaction, self.engine, write))
+        written = time.perf_counter()
+        if (committed := getattr(self.stage, "committed", None)) is not None:
+            committed()  # e.g. notify wakes its sender: the batch's rows are visible now
         outputs = [*emits, *(Emit(DLQ, d.key or "", _on_topic(d)) for d in dead)]
         await self._retrying(lambda: self.send(outputs))
-        self._count(records, dead, outputs, time.perf_counter() - started)
+        done = time.perf_counter()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: batch of %d: prepare %.1f ms, transaction %.1f ms, send %d %.1f ms",
+                      self.stage.name, len(records), 1000 * (prepared - started),
+                      1000 * (written - prepared), len(outputs), 1000 * (done - written))
+        self._count(records, dead, outputs, done - started)
 
     def _prepare_all(
         self, records: Sequence[Record], ctx: Context
