@@ -1,33 +1,38 @@
 """Allocate stage wiring.
 
 orders.accepted → route (allocate/process.py) → reserve in one transaction → orders.allocated, or
-orders.held (backordered, awaiting approval with stock reserved). orders.status → approvals
-decided, shipments confirmed (reservation → on-hand decrement), reservations given back when an
-order is held for review, cancelled, refunded or a duplicate before it ships, returns recorded
-after it shipped. inventory.events → backordered orders retried in paid_at order when stock
-arrives. Low-stock crossings go to inventory.events.
+orders.held (backordered, awaiting approval with stock reserved). Accepted orders back to back in
+a batch are planned together against their locked stock and written in bulk (allocate/bulk.py).
+orders.status → approvals decided, shipments confirmed (reservation → on-hand decrement),
+reservations given back when an order is held for review, cancelled, refunded or a duplicate
+before it ships, returns recorded after it shipped. inventory.events → backordered orders
+retried in paid_at order when stock arrives. Low-stock crossings go to inventory.events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, text
 
 from allocate import geo, lifecycle, metrics
+from allocate.bulk import Gathered, Immediate, Snapshot, Writer, history_row
 from allocate.inventory import check_low
-from allocate.process import Plan, RoutingConfig, approval_reasons, needed_units, plan
+from allocate.process import Plan, Point, RoutingConfig, approval_reasons, needed_units, plan
 from allocate.projection import (
+    Warehouse,
     ever_shipped,
     existing_shipments,
     load_candidates,
+    load_warehouses,
     release,
     reserve,
+    shipments_of,
 )
-from runtime.projection import advance_status, lock_orders, record_events
+from runtime.projection import advance_status, lock_orders, order_document, record_events
 from runtime.runner import Context, Emit
 from runtime.settings import AllocateSettings, Settings
 from schemas.base import SHANGHAI
@@ -50,6 +55,7 @@ ALLOCATABLE = {S.PAID.value, S.BACKORDERED.value}
 RELEASE_ON = frozenset({S.REVIEW_HOLD, S.CANCELLED, S.REFUNDED, S.DUPLICATE})
 SHIPPED = frozenset({S.SHIPPED, S.DELIVERED, S.COMPLETED})
 RETURNS = frozenset({S.REFUNDED, S.RETURN_REQUESTED})
+LEFT = SHIPPED | RETURNS  # accepted orders the per-order path takes (shipment, return)
 RESTOCKS = frozenset({"stock_set", "stock_adjusted", "stock_received", "returned_sellable"})
 APPROVER = "approval:"
 ANY_TIME = datetime.min.replace(tzinfo=SHANGHAI)
@@ -63,10 +69,14 @@ class AllocateStage:
     name = "allocate"
     sources: tuple[TopicSpec, ...] = (ACCEPTED, STATUS, INVENTORY)
 
-    def __init__(self, settings: AllocateSettings, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: AllocateSettings, registry: CollectorRegistry, *,
+                 batched: bool = True) -> None:
+        """`batched=False` sends every item through the per-order path, which the bulk path
+        must match emit for emit (tests and bench/allocate_batch.py compare the two)."""
         self.settings = settings
         self.routing = RoutingConfig.from_settings(settings)
         self.metrics = metrics.build(registry)
+        self.batched = batched
 
     def prepare(self, event: Event, ctx: Context) -> Item:
         assert isinstance(event, OrderAccepted | OrderStatusChanged | InventoryChanged)
@@ -74,17 +84,27 @@ class AllocateStage:
 
     def project(self, conn: Connection, items: Sequence[Item], ctx: Context) -> list[Emit]:
         rows = lock_orders(conn, [i.order.id if isinstance(i, OrderAccepted) else i.order_id
-                                  for i in items if not isinstance(i, InventoryChanged)])
+                                  for i in items if not isinstance(i, InventoryChanged)],
+                           document=False)  # only approvals need it: `order_document`
         self.touched: set[tuple[str, str]] = set()  # stock rows this batch reserved from
+        self.warehouses: list[Warehouse] | None = None  # read once, by the first run needing them
         emits: list[Emit] = []
-        for item in items:
-            if isinstance(item, OrderAccepted):
-                emits += self._accepted(conn, item, rows.get(item.order.id), ctx)
-            elif isinstance(item, OrderStatusChanged):
-                emits += self._status(conn, item, rows.get(item.order_id), ctx)
-            elif item.kind in RESTOCKS and item.delta >= 0:
-                emits += self._backorders(conn, [item.sku], ctx)
+        for part in _runs(items, self.batched):
+            if isinstance(part, list):
+                emits += self._accepted_run(conn, part, rows, ctx)
+            else:
+                emits += self._one(conn, part, rows, ctx)
         return emits + self._low_stock(conn, ctx)
+
+    def _one(self, conn: Connection, item: Item, rows: dict[str, dict[str, Any]],
+             ctx: Context) -> list[Emit]:
+        if isinstance(item, OrderAccepted):
+            return self._accepted(conn, item, rows.get(item.order.id), ctx)
+        if isinstance(item, OrderStatusChanged):
+            return self._status(conn, item, rows.get(item.order_id), ctx)
+        if item.kind in RESTOCKS and item.delta >= 0:
+            return self._backorders(conn, [item.sku], ctx)
+        return []
 
     def _low_stock(self, conn: Connection, ctx: Context) -> list[Emit]:
         """One low_stock event per crossing below safety stock (allocate/inventory.check_low)."""
@@ -98,7 +118,44 @@ class AllocateStage:
                 emits.append(Emit(INVENTORY, event.sku, event))
         return emits
 
-    # -- orders.accepted ---------------------------------------------------------------------
+    def _warehouses(self, conn: Connection) -> list[Warehouse]:
+        if self.warehouses is None:
+            self.warehouses = load_warehouses(conn, geo.locate)
+        return self.warehouses
+
+    # -- orders.accepted, a run at a time ----------------------------------------------------
+
+    def _accepted_run(self, conn: Connection, run: Sequence[OrderAccepted],
+                      rows: dict[str, dict[str, Any]], ctx: Context) -> list[Emit]:
+        """What `_accepted` does for each order of the run, in a constant number of statements:
+        earlier allocations of all of them in one query, their SKUs' stock locked in another,
+        each planned in memory against that, then every write of a kind in one statement."""
+        earlier = shipments_of(conn, [a.order.id for a in run])
+        fresh = [a.order for a in run
+                 if a.order.id not in earlier and _allocatable(rows.get(a.order.id))]
+        snapshot = Snapshot.lock(conn, self._warehouses(conn), fresh) if fresh else None
+        writes = Gathered(ctx.now)
+        emits: list[Emit] = []
+        for a in run:
+            order, row = a.order, rows.get(a.order.id)
+            if order.id in earlier:  # a replay or an update: say again what was decided
+                emits.append(self._again(conn, order, row, *earlier[order.id], ctx))
+            elif snapshot is not None and _allocatable(row):
+                emits.append(self._planned(conn, order, row, snapshot, writes, ctx))
+        writes.flush(conn)
+        return emits
+
+    def _planned(self, conn: Connection, order: Order, row: dict[str, Any], snapshot: Snapshot,
+                 writes: Gathered, ctx: Context) -> Emit:
+        decision = plan(order, _destination(order), snapshot.candidates, self.routing,
+                        geo.distance_km)
+        if isinstance(decision, Hold):
+            return self._hold(order, row, decision, writes, ctx)
+        snapshot.take(decision)
+        writes.reserved.append((order, decision))
+        return self._reserved(conn, order, row, decision, writes, ctx)
+
+    # -- orders.accepted, one at a time ------------------------------------------------------
 
     def _accepted(self, conn: Connection, accepted: OrderAccepted, row: dict[str, Any] | None,
                   ctx: Context) -> list[Emit]:
@@ -111,31 +168,33 @@ class AllocateStage:
         shipments, rule, at = existing_shipments(conn, order.id)
         if shipments:  # a replay or an update: say again what was decided
             return [self._again(conn, order, row, shipments, rule, at, ctx)]
-        if row is None or row["status"] not in ALLOCATABLE:
+        if not _allocatable(row):
             return []
         emit = self._allocate(conn, order, row, ctx)
         return [emit] if emit is not None else []
 
     def _allocate(self, conn: Connection, order: Order, row: dict[str, Any], ctx: Context
                   ) -> Emit | None:
-        r = order.recipient
-        destination = geo.locate(r.country, r.province, r.city) if r else None
+        destination = _destination(order)
+        writes = Immediate(conn, ctx.now)
         for _ in range(CONTENTION_ATTEMPTS):
             candidates = load_candidates(conn, sorted(needed_units(order)), geo.locate)
             decision = plan(order, destination, candidates, self.routing, geo.distance_km)
             if isinstance(decision, Hold):
-                return self._hold(conn, order, row, decision, ctx)
+                return self._hold(order, row, decision, writes, ctx)
             savepoint = conn.begin_nested()
             if not reserve(conn, order, decision, ctx.now):
                 savepoint.rollback()
                 self.metrics.contention_retries.inc()
                 continue
             savepoint.commit()
-            return self._reserved(conn, order, row, decision, ctx)
+            return self._reserved(conn, order, row, decision, writes, ctx)
         raise TransientError(f"{order.id}: stock kept changing under {CONTENTION_ATTEMPTS} tries")
 
+    # -- what either path decided ------------------------------------------------------------
+
     def _reserved(self, conn: Connection, order: Order, row: dict[str, Any], decision: Plan,
-                  ctx: Context) -> Emit:
+                  w: Writer, ctx: Context) -> Emit:
         explanation = decision.explanation()
         first_time = ("first_time_address" in self.settings.hold_rules
                       and lifecycle.first_time_address(
@@ -145,17 +204,16 @@ class AllocateStage:
                                    self.settings.hold_rules, first_time)
         self.touched.update(_touched(decision.shipments))
         if reasons:
-            lifecycle.open_approval(conn, order.id, order.paid_cny, reasons, ctx.now)
+            w.open_approval(order.id, order.paid_cny, reasons)
             hold = Hold(reason="awaiting_approval", details={"reasons": "; ".join(reasons)})
-            advance_status(conn, row, S.APPROVAL_HOLD, ctx.now, since=ANY_TIME,
-                           hold=hold.model_dump(mode="json"))
-            _history(conn, order.id, "held:awaiting_approval", S.APPROVAL_HOLD, ctx,
-                     {**explanation, "reasons": reasons})
+            w.advance(row, S.APPROVAL_HOLD, since=ANY_TIME, hold=hold.model_dump(mode="json"))
+            w.history(order.id, "held:awaiting_approval", S.APPROVAL_HOLD,
+                      {**explanation, "reasons": reasons})
             self.metrics.held.labels(reason="awaiting_approval").inc()
             held = order.model_copy(update={"status": S.APPROVAL_HOLD})
             return Emit(HELD, order.id, OrderHeld(order=held, hold=hold, held_at=ctx.now))
-        advance_status(conn, row, S.ALLOCATED, ctx.now, since=ANY_TIME)
-        _history(conn, order.id, "allocated", S.ALLOCATED, ctx, explanation)
+        w.advance(row, S.ALLOCATED, since=ANY_TIME)
+        w.history(order.id, "allocated", S.ALLOCATED, explanation)
         self.metrics.allocated.inc()
         return _allocated(order, decision.shipments, decision.rule, ctx.now)
 
@@ -169,12 +227,12 @@ class AllocateStage:
             return Emit(HELD, order.id, OrderHeld(order=held, hold=hold, held_at=ctx.now))
         return _allocated(order, shipments, rule, at)
 
-    def _hold(self, conn: Connection, order: Order, row: dict[str, Any], hold: Hold,
-              ctx: Context) -> Emit:
+    def _hold(self, order: Order, row: dict[str, Any], hold: Hold, w: Writer, ctx: Context
+              ) -> Emit:
         hold_doc = hold.model_dump(mode="json")
         if row["status"] != S.BACKORDERED.value:
-            advance_status(conn, row, S.BACKORDERED, ctx.now, since=ANY_TIME, hold=hold_doc)
-            _history(conn, order.id, f"held:{hold.reason}", S.BACKORDERED, ctx, hold_doc)
+            w.advance(row, S.BACKORDERED, since=ANY_TIME, hold=hold_doc)
+            w.history(order.id, f"held:{hold.reason}", S.BACKORDERED, hold_doc)
             self.metrics.held.labels(reason=hold.reason).inc()
         held = order.model_copy(update={"status": S.BACKORDERED})
         return Emit(HELD, order.id, OrderHeld(order=held, hold=hold, held_at=ctx.now))
@@ -202,7 +260,7 @@ class AllocateStage:
         if item is None or row is None:
             return []
         by = change.source.removeprefix(APPROVER)
-        order = Order.model_validate(row["document"])
+        order = Order.model_validate(order_document(conn, row))
         if change.status is S.ALLOCATED and item["state"] in ("open", "approved"):
             if item["state"] == "open":
                 lifecycle.decide_approval(conn, order.id, "approved", by, change.reason,
@@ -266,6 +324,37 @@ class AllocateStage:
         return emits
 
 
+def _runs(items: Sequence[Item], batched: bool) -> Iterator[list[OrderAccepted] | Item]:
+    """The items in their order: accepted orders back to back as one run (a list), every other
+    item alone. A run ends before an order it already holds, so that order's items keep their
+    order; an order the channel reports shipped or returned goes alone (a rare path)."""
+    run: list[OrderAccepted] = []
+    ids: set[str] = set()
+    for item in items:
+        if batched and isinstance(item, OrderAccepted) and item.order.status not in LEFT:
+            if item.order.id in ids:
+                yield run
+                run, ids = [], set()
+            run.append(item)
+            ids.add(item.order.id)
+            continue
+        if run:
+            yield run
+            run, ids = [], set()
+        yield item
+    if run:
+        yield run
+
+
+def _allocatable(row: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    return row is not None and row["status"] in ALLOCATABLE
+
+
+def _destination(order: Order) -> Point | None:
+    r = order.recipient
+    return geo.locate(r.country, r.province, r.city) if r else None
+
+
 def _touched(shipments: Iterable[Shipment]) -> list[tuple[str, str]]:
     return [(s.warehouse, ln.sku) for s in shipments for ln in s.lines]
 
@@ -280,9 +369,7 @@ def _allocated(order: Order, shipments: Sequence[Shipment], rule: str, at: datet
 
 def _history(conn: Connection, order_id: str, key: str, status: OrderStatus, ctx: Context,
              data: dict[str, Any]) -> None:
-    record_events(conn, [{"order_id": order_id, "event_key": key, "kind": key.split(":")[0],
-                          "stage": "allocate", "status": status.value, "occurred_at": ctx.now,
-                          "data": data}])
+    record_events(conn, [history_row(order_id, key, status, ctx.now, data)])
 
 
 def build(settings: Settings, registry: CollectorRegistry) -> AllocateStage:

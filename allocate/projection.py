@@ -1,32 +1,65 @@
-"""Allocate's projection: warehouses, stock reservations by conditional decrement, allocations."""
+"""Allocate's projection: warehouses, stock reservations per order or in bulk, allocations."""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
 
 from allocate.process import Candidate, Plan, Point
-from schemas.errors import ConfigurationError
+from runtime.projection import json_rows
+from schemas.errors import ConfigurationError, OrderhubError
 from schemas.events import Shipment, ShipmentLine
 from schemas.order import Order
 
+Locate = Callable[[str | None, str | None, str | None], Point | None]
 
-def load_candidates(
-    conn: Connection, skus: Sequence[str], locate: Callable[[str | None, str | None, str | None],
-                                                            Point | None],
-) -> list[Candidate]:
-    """Active warehouses with their available units of the given SKUs and their location
-    (the configured coordinates, else the centre of their city)."""
-    warehouses = conn.execute(
+
+class ReservationMismatch(OrderhubError):
+    """Locked stock did not take a decrement planned against it: a bug, never retried."""
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """An active warehouse as routing sees it: code, priority (lower first) and location."""
+
+    code: str
+    priority: int
+    location: Point | None
+
+
+def load_warehouses(conn: Connection, locate: Locate) -> list[Warehouse]:
+    """Active warehouses in priority order, located at their configured coordinates, else at
+    the centre of their city."""
+    rows = conn.execute(
         text("SELECT code, priority, province, city, latitude, longitude FROM warehouses "
              "WHERE active ORDER BY priority, code")
     ).mappings().all()
-    stock: dict[str, dict[str, int]] = {w["code"]: {} for w in warehouses}
+    return [Warehouse(code=w["code"], priority=w["priority"],
+                      location=((float(w["latitude"]), float(w["longitude"]))
+                                if w["latitude"] is not None and w["longitude"] is not None
+                                else locate("CN", w["province"], w["city"])))
+            for w in rows]
+
+
+def candidates(warehouses: Sequence[Warehouse], stock: Mapping[str, dict[str, int]]
+               ) -> list[Candidate]:
+    """Each warehouse with its available units; the dicts are shared, not copied, so a caller
+    that decrements `stock` is what the next plan sees."""
+    return [Candidate(code=w.code, priority=w.priority, location=w.location,
+                      available=stock.get(w.code, {}))
+            for w in warehouses]
+
+
+def load_candidates(conn: Connection, skus: Sequence[str], locate: Locate) -> list[Candidate]:
+    """Active warehouses with their available units of the given SKUs (no lock: the caller's
+    conditional decrement is what guards the stock)."""
+    warehouses = load_warehouses(conn, locate)
+    stock: dict[str, dict[str, int]] = {w.code: {} for w in warehouses}
     rows = conn.execute(
         text("SELECT warehouse, sku, available FROM stock WHERE sku = ANY(:skus)"),
         {"skus": list(skus)},
@@ -34,13 +67,7 @@ def load_candidates(
     for warehouse, sku, available in rows:
         if warehouse in stock:
             stock[warehouse][sku] = available
-    return [
-        Candidate(code=w["code"], priority=w["priority"], available=stock[w["code"]],
-                  location=((float(w["latitude"]), float(w["longitude"]))
-                            if w["latitude"] is not None and w["longitude"] is not None
-                            else locate("CN", w["province"], w["city"])))
-        for w in warehouses
-    ]
+    return candidates(warehouses, stock)
 
 
 def reserve(conn: Connection, order: Order, plan: Plan, now: datetime) -> bool:
@@ -50,11 +77,7 @@ def reserve(conn: Connection, order: Order, plan: Plan, now: datetime) -> bool:
     order, and each succeeds only while `available >= qty` (the CHECK constraint is the
     backstop). The allocations key (order, line, warehouse) makes a replay reserve nothing twice.
     """
-    units: dict[tuple[str, str], int] = defaultdict(int)
-    for shipment in plan.shipments:
-        for ln in shipment.lines:
-            units[(shipment.warehouse, ln.sku)] += ln.quantity
-    for (warehouse, sku), qty in sorted(units.items()):
+    for (warehouse, sku), qty in sorted(units_of([plan]).items()):
         done = conn.execute(
             text(
                 "UPDATE stock SET available = available - :q, reserved = reserved + :q, "
@@ -64,27 +87,88 @@ def reserve(conn: Connection, order: Order, plan: Plan, now: datetime) -> bool:
         )
         if done.rowcount != 1:
             return False
+    _record(conn, [(order, plan)], now)
+    return True
+
+
+def lock_stock(conn: Connection, skus: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Available units of these SKUs per warehouse, every row locked until commit.
+
+    Rows are locked in (warehouse, SKU) order, after the batch's order rows (`lock_orders`): the
+    one order every allocator takes them in. While they are held, what this returns stays true
+    for this transaction, so a caller may plan many orders against it in memory.
+    """
+    stock: dict[str, dict[str, int]] = defaultdict(dict)
+    rows = conn.execute(
+        text("SELECT warehouse, sku, available FROM stock WHERE sku = ANY(:skus) "
+             "ORDER BY warehouse, sku FOR UPDATE"),
+        {"skus": sorted(set(skus))},
+    )
+    for warehouse, sku, available in rows:
+        stock[warehouse][sku] = available
+    return dict(stock)
+
+
+def reserve_all(conn: Connection, reserved: Sequence[tuple[Order, Plan]], now: datetime) -> None:
+    """Write plans made against `lock_stock` rows: one decrement per (warehouse, SKU) in one
+    statement, then every allocation and decision.
+
+    The rows are locked and the plans fit them, so each decrement must apply; one that does not
+    means the plans were made against something else, and the batch stops instead of writing
+    allocations without stock behind them. The CHECK constraint stays the backstop.
+    """
+    if not reserved:
+        return
+    units = sorted(units_of(plan for _, plan in reserved).items())
+    done = conn.execute(
+        text("UPDATE stock s SET available = s.available - v.q, reserved = s.reserved + v.q, "
+             "updated_at = now() FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+             "AS v(w text, s text, q integer) "
+             "WHERE s.warehouse = v.w AND s.sku = v.s AND s.available >= v.q"),
+        {"rows": json_rows({"w": w, "s": s, "q": q} for (w, s), q in units)},
+    )
+    if done.rowcount != len(units):
+        raise ReservationMismatch(
+            f"{done.rowcount} of {len(units)} locked stock rows took their decrement; the "
+            f"in-memory stock snapshot disagrees with Postgres (a bug)")
+    _record(conn, reserved, now)
+
+
+def units_of(plans: Iterable[Plan]) -> dict[tuple[str, str], int]:
+    """Units the plans take per (warehouse, SKU)."""
+    units: dict[tuple[str, str], int] = defaultdict(int)
+    for plan in plans:
+        for shipment in plan.shipments:
+            for ln in shipment.lines:
+                units[(shipment.warehouse, ln.sku)] += ln.quantity
+    return dict(units)
+
+
+def _record(conn: Connection, reserved: Sequence[tuple[Order, Plan]], now: datetime) -> None:
+    """The allocation rows and the decision of each reserved order, one statement each
+    (`json_rows`: one JSON document per statement, however many orders)."""
     conn.execute(
-        text(
-            "INSERT INTO allocations (order_id, line_no, warehouse, sku, quantity, rule, reason, "
-            "reserved_at) VALUES (:o, :n, :w, :s, :q, :rule, :reason, :at)"
-        ),
-        [
-            {"o": order.id, "n": ln.line_no, "w": shipment.warehouse, "s": ln.sku,
-             "q": ln.quantity, "rule": plan.rule, "reason": shipment.reason, "at": now}
-            for shipment in plan.shipments for ln in shipment.lines
-        ],
+        text("INSERT INTO allocations (order_id, line_no, warehouse, sku, quantity, rule, "
+             "reason, reserved_at) SELECT v.*, :at FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+             "AS v(o text, n integer, w text, s text, q integer, rule text, reason text)"),
+        {"rows": json_rows({"o": order.id, "n": ln.line_no, "w": shipment.warehouse,
+                            "s": ln.sku, "q": ln.quantity, "rule": plan.rule,
+                            "reason": shipment.reason}
+                           for order, plan in reserved for shipment in plan.shipments
+                           for ln in shipment.lines),
+         "at": now},
     )
     conn.execute(
         text("INSERT INTO allocation_decisions (order_id, rule, reason, candidates, decided_at) "
-             "VALUES (:o, :rule, :reason, CAST(:c AS jsonb), :at) ON CONFLICT (order_id) DO "
+             "SELECT v.*, :at FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+             "AS v(o text, rule text, reason text, c jsonb) ON CONFLICT (order_id) DO "
              "UPDATE SET rule = EXCLUDED.rule, reason = EXCLUDED.reason, "
              "candidates = EXCLUDED.candidates, decided_at = EXCLUDED.decided_at"),
-        {"o": order.id, "rule": plan.rule, "reason": plan.reason,
-         "c": json.dumps([c.as_dict() for c in plan.considered], ensure_ascii=False),
+        {"rows": json_rows({"o": order.id, "rule": plan.rule, "reason": plan.reason,
+                            "c": [c.as_dict() for c in plan.considered]}
+                           for order, plan in reserved),
          "at": now},
     )
-    return True
 
 
 def units_by_stock(conn: Connection, order_id: str) -> list[tuple[str, str]]:
@@ -94,15 +178,31 @@ def units_by_stock(conn: Connection, order_id: str) -> list[tuple[str, str]]:
              "ORDER BY 1, 2"), {"o": order_id}).all()]
 
 
-def existing_shipments(conn: Connection, order_id: str) -> tuple[list[Shipment], str, Any]:
+Earlier = tuple[list[Shipment], str, Any]
+"""An order's reserved shipments, their rule and reservation time."""
+
+
+def existing_shipments(conn: Connection, order_id: str) -> Earlier:
     """Shipments already reserved for an order (empty when none), their rule and time."""
+    return shipments_of(conn, [order_id]).get(order_id, ([], "", None))
+
+
+def shipments_of(conn: Connection, order_ids: Sequence[str]) -> dict[str, Earlier]:
+    """`existing_shipments` of many orders in one query; orders with none are left out."""
     rows = conn.execute(
         text(
-            "SELECT line_no, warehouse, sku, quantity, rule, reason, reserved_at FROM allocations "
-            "WHERE order_id = :o ORDER BY warehouse, line_no"
+            "SELECT order_id, line_no, warehouse, sku, quantity, rule, reason, reserved_at "
+            "FROM allocations WHERE order_id = ANY(:o) ORDER BY order_id, warehouse, line_no"
         ),
-        {"o": order_id},
+        {"o": list(order_ids)},
     ).mappings().all()
+    by_order: dict[str, list[Any]] = defaultdict(list)
+    for r in rows:
+        by_order[r["order_id"]].append(r)
+    return {order_id: _earlier(rs) for order_id, rs in by_order.items()}
+
+
+def _earlier(rows: Sequence[Any]) -> Earlier:
     by_wh: dict[str, list[Any]] = defaultdict(list)
     for r in rows:
         by_wh[r["warehouse"]].append(r)
@@ -115,8 +215,7 @@ def existing_shipments(conn: Connection, order_id: str) -> tuple[list[Shipment],
         )
         for w, rs in by_wh.items()
     ]
-    first = rows[0] if rows else None
-    return shipments, first["rule"] if first else "", first["reserved_at"] if first else None
+    return shipments, rows[0]["rule"], rows[0]["reserved_at"]
 
 
 def add_warehouse(

@@ -69,20 +69,43 @@ class Sampler:
             with engine.connect() as conn:
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 while not self.stop.is_set():
-                    row = conn.execute(text(
-                        "SELECT min(available), min(reserved), "
-                        "bool_and(on_hand = reserved + available), "
-                        "(SELECT coalesce(sum(quantity), 0) FROM allocations WHERE sku = :s) "
-                        "FROM stock"), {"s": SKU}).one()
+                    broken = self.broken(conn)
                     self.samples += 1
-                    low, low_reserved, balanced, allocated = row
-                    if low < 0 or low_reserved < 0 or not balanced or allocated > UNITS:
-                        self.violations.append(tuple(row))
+                    if broken is not None:
+                        self.violations.append(broken)
                     time.sleep(self.interval)
         except BaseException as e:  # reported by the test, not lost in the thread
             self.errors.append(e)
         finally:
             engine.dispose()
+
+    def broken(self, conn: Any) -> tuple[Any, ...] | None:
+        """The sample when the one SKU's stock breaks an invariant, else None."""
+        row = conn.execute(text(
+            "SELECT min(available), min(reserved), "
+            "bool_and(on_hand = reserved + available), "
+            "(SELECT coalesce(sum(quantity), 0) FROM allocations WHERE sku = :s) "
+            "FROM stock"), {"s": SKU}).one()
+        low, low_reserved, balanced, allocated = row
+        if low < 0 or low_reserved < 0 or not balanced or allocated > UNITS:
+            return tuple(row)
+        return None
+
+
+class EverySkuSampler(Sampler):
+    """The same watch over every stock row, and every SKU's reservations against its stock."""
+
+    def broken(self, conn: Any) -> tuple[Any, ...] | None:
+        row = conn.execute(text(
+            "SELECT min(available), min(reserved), bool_and(on_hand = reserved + available), "
+            "(SELECT count(*) FROM (SELECT sku, sum(quantity) AS q FROM allocations "
+            "GROUP BY sku) a JOIN (SELECT sku, sum(on_hand) AS oh, sum(reserved) AS r "
+            "FROM stock GROUP BY sku) s USING (sku) WHERE a.q > s.oh OR a.q <> s.r) "
+            "FROM stock")).one()
+        low, low_reserved, balanced, mismatched = row
+        if low < 0 or low_reserved < 0 or not balanced or mismatched:
+            return tuple(row)
+        return None
 
 
 def _consumed(port: int) -> float:
@@ -127,28 +150,28 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> list[int]:
     return codes
 
 
-def test_four_allocator_processes_sell_exactly_the_stock_and_backorder_the_rest(
-    settings: Settings, engine: Engine, tmp_path: Path
-) -> None:
+@dataclass(frozen=True)
+class Race:
+    """What the allocator processes did: messages each consumed, exit codes, seconds taken."""
+
+    consumed: list[float]
+    codes: list[int]
+    elapsed: float
+    logs: list[Path]
+
+
+def _race(settings: Settings, engine: Engine, tmp_path: Path, accepted: list[OrderAccepted],
+          sampler: Sampler) -> Race:
+    """PROCESSES allocator processes in one group, the orders produced once all are up, until
+    the group drained and no order is left `paid`; the sampler watches throughout."""
     assert settings.database.url and settings.kafka.bootstrap
-    assert settings.kafka.partitions >= PROCESSES
-
-    def setup(conn: Any) -> None:
-        add_warehouse(conn, "WH-HZ", "WH-HZ", "浙江省", "杭州市", 10)
-        set_stock(conn, "WH-HZ", SKU, UNITS)
-
-    in_transaction(engine, setup)
-    accepted = [_one_unit_order(settings, n) for n in range(ORDERS)]
-    assert len({a.order.id for a in accepted}) == ORDERS
     in_transaction(engine, lambda conn: write_orders(conn, [
         OrderNormalized(order=a.order, delivery_id=f"d{n}", received_at=a.order.created_at)
         for n, a in enumerate(accepted)]))
-
     group = group_id(settings, "allocate")
     sources = [s.full_name(settings.kafka.topic_prefix) for s in STAGES["allocate"].sources]
     ports = [free_port() for _ in range(PROCESSES)]
     logs = [tmp_path / f"allocate-{i}.log" for i in range(PROCESSES)]
-    sampler = Sampler(settings.database.url)
     watcher = threading.Thread(target=sampler.run, daemon=True)
     procs: list[subprocess.Popen[bytes]] = []
     codes: list[int] = []
@@ -164,7 +187,7 @@ def test_four_allocator_processes_sell_exactly_the_stock_and_backorder_the_rest(
                     stdout=out, stderr=subprocess.STDOUT))
         # Produce only once every worker is up and has had time to join the group (Tansu does
         # not answer DescribeGroups, so membership is not observable directly): the partitions
-        # are then spread over all four and they really race for the one stock row.
+        # are then spread over all four and they really race for the stock rows.
         bootstrap = settings.kafka.bootstrap
         _wait(lambda: all(_answers(port) for port in ports), 90, "4 metrics endpoints", procs,
               logs)
@@ -184,7 +207,25 @@ def test_four_allocator_processes_sell_exactly_the_stock_and_backorder_the_rest(
         codes = _stop(procs)
         sampler.stop.set()
         watcher.join(10)
-    elapsed = time.monotonic() - started
+    return Race(consumed, codes, time.monotonic() - started, logs)
+
+
+def test_four_allocator_processes_sell_exactly_the_stock_and_backorder_the_rest(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    assert settings.database.url and settings.kafka.bootstrap
+    assert settings.kafka.partitions >= PROCESSES
+
+    def setup(conn: Any) -> None:
+        add_warehouse(conn, "WH-HZ", "WH-HZ", "浙江省", "杭州市", 10)
+        set_stock(conn, "WH-HZ", SKU, UNITS)
+
+    in_transaction(engine, setup)
+    accepted = [_one_unit_order(settings, n) for n in range(ORDERS)]
+    assert len({a.order.id for a in accepted}) == ORDERS
+    sampler = Sampler(settings.database.url)
+    race = _race(settings, engine, tmp_path, accepted, sampler)
+    consumed, codes, logs = race.consumed, race.codes, race.logs
 
     assert not sampler.errors, sampler.errors
     assert sampler.samples > 10, "the sampler never got to look"
@@ -211,4 +252,65 @@ def test_four_allocator_processes_sell_exactly_the_stock_and_backorder_the_rest(
     assert sum(1 for c in consumed if c > 0) >= 2, consumed
     assert codes == [0] * PROCESSES, [log.read_text()[-2000:] for log in logs]
     print(f"\n4 allocators: consumed per worker {consumed}, {sampler.samples} stock samples, "
-          f"{elapsed:.1f}s")
+          f"{race.elapsed:.1f}s")
+
+
+MIXED = ("MIX-A", "MIX-B", "MIX-C")
+MIXED_UNITS = 15  # per warehouse and SKU
+
+
+def _two_sku_order(settings: Settings, n: int) -> OrderAccepted:
+    """A paid order for two of the MIXED SKUs, in a rotating line order, 1-2 units each."""
+    payload = shopify_fixture(id=FIRST_ID + 50_000 + n)
+    first, second = MIXED[n % 3], MIXED[(n + 1 + n // 3 % 2) % 3]
+    payload["line_items"] = [dict(payload["line_items"][0], sku=first, quantity=1 + n % 2),
+                             dict(payload["line_items"][1], sku=second, quantity=1 + n // 2 % 2)]
+    order = normalize(raw(payload, delivery=f"m{n}"), RateTable.from_mapping(settings.rates))
+    assert order.status == "paid" and len({ln.sku for ln in order.lines}) == 2
+    return OrderAccepted(order=order, reason="unique")
+
+
+def test_four_allocators_racing_for_orders_of_several_skus_in_two_warehouses_never_oversell(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    assert settings.database.url and settings.kafka.partitions >= PROCESSES
+
+    def setup(conn: Any) -> None:
+        add_warehouse(conn, "WH-HZ", "WH-HZ", "浙江省", "杭州市", 10)
+        add_warehouse(conn, "WH-SH", "WH-SH", "上海市", "上海市", 20)
+        for warehouse in ("WH-HZ", "WH-SH"):
+            for sku in MIXED:
+                set_stock(conn, warehouse, sku, MIXED_UNITS)
+
+    in_transaction(engine, setup)
+    accepted = [_two_sku_order(settings, n) for n in range(ORDERS)]
+    sampler = EverySkuSampler(settings.database.url)
+    race = _race(settings, engine, tmp_path, accepted, sampler)
+
+    assert not sampler.errors, sampler.errors
+    assert sampler.samples > 10, "the sampler never got to look"
+    assert sampler.violations == [], f"stock broke an invariant: {sampler.violations[:10]}"
+    assert race.codes == [0] * PROCESSES, [log.read_text()[-2000:] for log in race.logs]
+    assert sum(1 for c in race.consumed if c > 0) >= 2, race.consumed
+    with engine.connect() as conn:
+        status: dict[str, str] = {i: s for i, s in conn.execute(text(
+            "SELECT id, status FROM orders"))}
+        taken: dict[tuple[str, int], int] = {(o, n): q for o, n, q in conn.execute(text(
+            "SELECT order_id, line_no, sum(quantity) FROM allocations GROUP BY 1, 2"))}
+        left: dict[str, int] = {sku: a for sku, a in conn.execute(text(
+            "SELECT sku, sum(available) FROM stock GROUP BY sku"))}
+        on_hand = conn.execute(text("SELECT sum(on_hand) FROM stock")).scalar_one()
+    assert set(status.values()) == {"allocated", "backordered"}
+    assert on_hand == 2 * len(MIXED) * MIXED_UNITS
+    for a in accepted:
+        lines = {n: ln.quantity for n, ln in enumerate(a.order.lines, start=1)}
+        if status[a.order.id] == "allocated":  # every line reserved in full, nothing more
+            assert {n: taken.get((a.order.id, n)) for n in lines} == lines
+        else:  # held only because it could not be filled, and stock only ever went down
+            assert not any(o == a.order.id for o, _ in taken)
+            assert any(left[ln.sku or ""] < ln.quantity for ln in a.order.lines), a.order.id
+    sold = sum(taken.values())
+    assert 0 < sold == on_hand - sum(left.values())
+    print(f"\n4 allocators, {len(MIXED)} SKUs x 2 warehouses: {sold} of {on_hand} units sold, "
+          f"{sum(1 for s in status.values() if s == 'allocated')} orders allocated, "
+          f"consumed {race.consumed}, {race.elapsed:.1f}s")
