@@ -36,6 +36,7 @@ from runtime.metrics import build_stage_metrics
 from runtime.runner import Emit, Record, StageRunner
 from runtime.settings import Settings
 from runtime.stages import STAGES, group_id
+from runtime.worker import tune_gc
 from schemas.topics import RAW
 
 log = logging.getLogger("bench.inproc")
@@ -130,6 +131,8 @@ def run(args: argparse.Namespace) -> dict[str, Tally]:
            for i, (t, k, v) in enumerate(raw_messages(orders, RAW.full_name(prefix),
                                                       datetime.now(UTC)))]
     tallies: dict[str, Tally] = {}
+    if args.gc == "tuned":
+        tune_gc()  # as the stage workers do
     with tempfile.TemporaryDirectory() as scratch, postgres_server(Path(scratch)) as server, \
             fresh_database(server, f"bench_inproc_{int(time.time())}") as url:
         migrate(url)
@@ -158,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--orders", type=int, default=5000)
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--profile", choices=list(STAGES), help="cProfile this stage")
+    p.add_argument("--gc", choices=("tuned", "default"), default="tuned",
+                   help="the workers' garbage-collector settings, or Python's defaults")
     p.add_argument("--sql", action="store_true", help="time each kind of SQL statement")
     p.add_argument("--sort", default="tottime", help="pstats sort key (default tottime)")
     args = p.parse_args(argv)

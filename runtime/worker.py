@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -170,6 +171,21 @@ class StageWatch:
         return {(tp.topic, tp.partition) for tp in tps if tp.topic in self.names}
 
 
+GC_THRESHOLD = (20_000, 20, 20)
+"""Python's default (700, 10, 10) runs a collection every 700 allocations: several per batch of
+500 orders, each walking young objects, and a full one, over every module and class loaded at
+start, every few hundred of those. Fewer young collections, and startup's objects frozen out of
+the full ones, bought allocate's `project` about half again in `bench.allocate_batch`."""
+
+
+def tune_gc() -> None:
+    """After startup: what exists now lives as long as the process, so no collection needs to
+    walk it again; young collections run once per 20,000 net allocations."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 def run_stage(name: str, settings: Settings, endpoints: Endpoints, metrics_port: int) -> None:
     """Build the stage and run its worker until SIGTERM/SIGINT (or a fatal error)."""
     registry = CollectorRegistry()
@@ -222,6 +238,7 @@ def run_stage(name: str, settings: Settings, endpoints: Endpoints, metrics_port:
                             heartbeat.check) if metrics_port else None)
     worker = faust.Worker(app, loglevel=logging.getLogger().level or "INFO", quiet=True,
                           override_logging=False)
+    tune_gc()
     # On the loop itself, not as an app task: faust starts those only once partitions are
     # assigned, and a worker waiting for its group is alive.
     worker.loop.create_task(heartbeat.run())
