@@ -5,16 +5,22 @@ from __future__ import annotations
 import statistics
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_CREATE_TIME,
+    Consumer,
+    Message,
+    TopicPartition,
+)
 from sqlalchemy import Engine, text
 
 from bench.measure import Timing
-from bench.offsets import group_lag, log_ends, stage_groups
+from bench.offsets import Ends, group_lag, log_ends, stage_groups
 from bench.workers import Deadline, ensure_running, spawn, stop
 from bench.workload import Orders, ingest_producer, produce_orders
 from runtime.services import Endpoints
@@ -61,7 +67,7 @@ def run_pipeline(
         for name in STAGES:
             procs[name] = spawn(name, settings, endpoints, log_dir)
             stack.callback(stop, procs[name])
-        watch = _Watch(procs, settings, endpoints, engine, log_dir)
+        watch = Watch(procs, settings, endpoints, engine, log_dir)
         producer = stack.enter_context(ingest_producer(endpoints.bootstrap))
         started = time.perf_counter()
         produce_orders(producer, settings, warmup)
@@ -78,7 +84,7 @@ def run_pipeline(
 
 
 @dataclass(frozen=True)
-class _Watch:
+class Watch:
     """Polls the notifications send log, then the groups' committed offsets, of a running hub."""
 
     procs: dict[str, subprocess.Popen[bytes]]
@@ -122,22 +128,36 @@ def notified_at(
     bootstrap: str, topic: str, partitions: int, deadline: Deadline
 ) -> dict[str, tuple[float, int]]:
     """Each order's earliest BuyerNotified message timestamp (Unix seconds) and its type."""
+    return first_stamps(bootstrap, topic, partitions, deadline, _notified_order)
+
+
+def _notified_order(msg: Message) -> str:
+    return BuyerNotified.model_validate_json(msg.value() or b"").order_id
+
+
+def first_stamps(
+    bootstrap: str, topic: str, partitions: int, deadline: Deadline,
+    ident: Callable[[Message], str], start: Ends | None = None,
+) -> dict[str, tuple[float, int]]:
+    """The earliest message timestamp (Unix seconds) and its type of each `ident(message)`
+    on the topic, from `start` (default: the beginning) up to the log ends when called."""
     ends = log_ends(bootstrap, [topic], partitions)
-    left = {p for (_t, p), end in ends.items() if end > 0}
+    begin = {p: (start or {}).get((topic, p), 0) for p in range(partitions)}
+    left = {p for (_t, p), end in ends.items() if end > begin[p]}
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-reader",
                          "enable.auto.commit": False})
     stamps: dict[str, tuple[float, int]] = {}
     try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in left])
+        consumer.assign([TopicPartition(topic, p, begin[p] or OFFSET_BEGINNING) for p in left])
         while left:
             deadline.check()
             for msg in consumer.consume(500, timeout=1.0):
                 if msg.error() is not None:
                     raise OrderhubError(f"reading {topic}: {msg.error()}")
                 kind, ms = msg.timestamp()
-                order = BuyerNotified.model_validate_json(msg.value() or b"").order_id
-                if order not in stamps or ms / 1000 < stamps[order][0]:
-                    stamps[order] = (ms / 1000, kind)
+                name = ident(msg)
+                if name not in stamps or ms / 1000 < stamps[name][0]:
+                    stamps[name] = (ms / 1000, kind)
                 if (msg.offset() or 0) + 1 >= ends[(topic, msg.partition() or 0)]:
                     left.discard(msg.partition() or 0)
         return stamps
