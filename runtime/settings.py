@@ -42,6 +42,9 @@ class KafkaSettings(_Section):
     replication_factor: int = Field(default=1, ge=1)
     session_timeout_s: float = Field(default=6.0, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
+    fetch_max_wait_ms: int = Field(
+        default=20, ge=1, le=1500, description="stage consumers: longest a Fetch may wait for "
+        "data (faust's own 1,500 ms adds up to that much latency per stage on Tansu)")
     producer_batch_bytes: int = Field(
         default=512 * 1024, ge=16 * 1024, le=900 * 1024,
         description="stage producers: bytes per partition batch (aiokafka's default 16 KiB "

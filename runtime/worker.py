@@ -19,6 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from runtime.db import make_engine
+from runtime.faust_consumer import with_fetch_wait
 from runtime.health import Heartbeat, serve_metrics
 from runtime.kafka import committed_offsets
 from runtime.metrics import StageMetrics, TopicPartition, build_stage_metrics, publish_lag
@@ -191,6 +192,7 @@ def run_stage(name: str, settings: Settings, endpoints: Endpoints, metrics_port:
     registry = CollectorRegistry()
     group = group_id(settings, name)
     app = make_app(settings, endpoints, group)
+    with_fetch_wait(app, settings.kafka.fetch_max_wait_ms)
     stage = STAGES[name].build(settings, registry)
     prefix = settings.kafka.topic_prefix
     names = {s: s.full_name(prefix) for s in TOPICS}
