@@ -28,7 +28,7 @@ from bench.workers import BenchTimeout, Deadline, ensure_running, spawn, stop
 from bench.workload import Orders, Paced, demo_orders, ingest_producer, produce_paced, stock_up
 from runtime.db import make_engine, migrate
 from runtime.services import Endpoints
-from runtime.settings import Settings
+from runtime.settings import KafkaSettings, Settings
 from runtime.stages import STAGES
 from schemas.topics import ACCEPTED, ALLOCATED, NORMALIZED, NOTIFIED, RAW, TopicSpec
 
@@ -212,9 +212,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="orders of the saturation step, produced at once (0: none; default 5000)")
     p.add_argument("--drain-timeout", type=float, default=300,
                    help="after a step's last produce, seconds to wait for it (default 300)")
-    p.add_argument("--hop-fetch-wait-ms", type=int, default=FETCH_MAX_WAIT_MS,
-                   help="the hop consumer's fetch_max_wait_ms (default aiokafka's 500; faust's "
-                        "stage consumers use 1500)")
+    p.add_argument("--hop-fetch-wait-ms", type=int,
+                   default=KafkaSettings().fetch_max_wait_ms,
+                   help="the hop consumer's fetch_max_wait_ms (default: the stages' "
+                        f"ORDERHUB_KAFKA__FETCH_MAX_WAIT_MS default; aiokafka's own is "
+                        f"{FETCH_MAX_WAIT_MS})")
     add_common_args(p, timeout=1800, phase_timeout=240)
     args = p.parse_args(argv)
     if args.seconds <= 0 or args.burst < 0:

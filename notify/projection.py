@@ -80,30 +80,26 @@ def claim_due(conn: Connection, now: datetime, limit: int, lease_s: float) -> li
         {"now": now, "lease": now + timedelta(seconds=lease_s), "n": limit}).mappings()]
 
 
-def mark_sent(conn: Connection, row_id: int, at: datetime, attempts: int,
-              provider_ref: str | None) -> None:
-    conn.execute(text(
-        "UPDATE notifications SET state = 'sent', sent_at = :at, finished_at = :at, "
-        "attempts = :a, provider_ref = :ref, lease_until = NULL, last_error = NULL "
-        "WHERE id = :id AND state = 'sending'"),
-        {"id": row_id, "at": at, "a": attempts, "ref": provider_ref})
+FINISH = text(
+    "UPDATE notifications n SET state = t.state, attempts = t.attempts, lease_until = NULL, "
+    "sent_at = CASE WHEN t.state = 'sent' THEN CAST(:at AS timestamptz) ELSE n.sent_at END, "
+    "finished_at = CASE WHEN t.state = 'pending' THEN n.finished_at "
+    "ELSE CAST(:at AS timestamptz) END, "
+    "provider_ref = CASE WHEN t.state = 'sent' THEN t.ref ELSE n.provider_ref END, "
+    "last_error = CASE WHEN t.state = 'sent' THEN NULL ELSE coalesce(t.error, n.last_error) END, "
+    "due_at = coalesce(t.due_at, n.due_at) "
+    "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS t(id bigint, state text, attempts integer, "
+    "ref text, error text, due_at timestamptz) WHERE n.id = t.id AND n.state = 'sending'"
+)
 
 
-def mark_again(conn: Connection, row_id: int, due_at: datetime, attempts: int,
-               error: str | None) -> None:
-    """Back to pending until `due_at` (a retry after a failure, or the end of quiet hours)."""
-    conn.execute(text(
-        "UPDATE notifications SET state = 'pending', due_at = :due, attempts = :a, "
-        "last_error = COALESCE(:err, last_error), lease_until = NULL "
-        "WHERE id = :id AND state = 'sending'"),
-        {"id": row_id, "due": due_at, "a": attempts, "err": error})
-
-
-def mark_failed(conn: Connection, row_id: int, at: datetime, attempts: int, error: str) -> None:
-    conn.execute(text(
-        "UPDATE notifications SET state = 'failed', finished_at = :at, attempts = :a, "
-        "last_error = :err, lease_until = NULL WHERE id = :id AND state = 'sending'"),
-        {"id": row_id, "at": at, "a": attempts, "err": error})
+def finish(conn: Connection, at: datetime, results: Iterable[Mapping[str, Any]]) -> None:
+    """Record a round's outcomes in one statement, each a mapping of `id`, `state` (`sent`,
+    `failed`, or `pending` again from `due_at`), `attempts`, and `ref` (the provider's id of a
+    sent message) or `error`. Only rows still `sending` (this sender's claim) change."""
+    batch = json_rows(results)
+    if batch is not None:
+        conn.execute(FINISH, {"at": at, "rows": batch})
 
 
 def unemitted(conn: Connection, limit: int) -> list[dict[str, Any]]:

@@ -106,14 +106,17 @@ class Sender:
         s = self.settings
         rows = await self._db(lambda c: projection.claim_due(c, self.clock(), s.batch, s.lease_s))
         self.metrics.outstanding.set(len(rows))
+        finished: list[dict[str, Any]] | None = None
         if rows:
             outcomes = await asyncio.gather(*(self._attempt(r) for r in rows))
-            await self._db(lambda c: self._record(c, outcomes))
-        return len(rows) + await self.emit_finished()
+            finished = await self._db(lambda c: self._record(c, outcomes))
+        return len(rows) + await self.emit_finished(finished)
 
-    async def emit_finished(self) -> int:
-        """Produce BuyerNotified (and dead letters) for finished rows not yet on the topic."""
-        rows = await self._db(lambda c: projection.unemitted(c, self.settings.batch * 4))
+    async def emit_finished(self, rows: list[dict[str, Any]] | None = None) -> int:
+        """Produce BuyerNotified (and dead letters) for finished rows not yet on the topic
+        (`rows`: already read in the transaction that recorded the round)."""
+        if rows is None:
+            rows = await self._db(self._unemitted)
         if not rows:
             return 0
         await self.send([e for r in rows for e in outputs(r)])
@@ -161,24 +164,29 @@ class Sender:
         return Outcome(row, "again", attempts, error=str(error), reason=reason,
                        due_at=self.clock() + timedelta(seconds=delay))
 
-    def _record(self, conn: Connection, outcomes: Sequence[Outcome]) -> None:
+    def _record(self, conn: Connection, outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
+        """The round's outcomes in one statement; returns the finished rows to emit."""
         now = self.clock()
+        results = []
         for o in outcomes:
             row = o.row
             labels = {"channel": row["channel"], "provider": row["provider"]}
+            state = {"again": "pending"}.get(o.state, o.state)
+            results.append({"id": row["id"], "state": state, "attempts": o.attempts,
+                            "ref": o.provider_ref, "error": o.error, "due_at": o.due_at})
             if o.state == "sent":
-                projection.mark_sent(conn, row["id"], now, o.attempts, o.provider_ref)
                 self.metrics.sent.labels(**labels).inc()
-            elif o.state == "again":
-                assert o.due_at is not None
-                projection.mark_again(conn, row["id"], o.due_at, o.attempts, o.error)
-            else:
-                projection.mark_failed(conn, row["id"], now, o.attempts, o.error or "failed")
+            elif o.state == "failed":
                 self.metrics.failed.labels(**labels, reason=o.reason or "failed").inc()
                 log.warning("notify %s %s via %s failed: %s", row["order_id"], row["event"],
                             row["provider"], o.error)
+        projection.finish(conn, now, results)
         record_dead_letters(conn, [_dead_row(o.row, o.error or "", now)
                                    for o in outcomes if o.state == "failed"])
+        return self._unemitted(conn)
+
+    def _unemitted(self, conn: Connection) -> list[dict[str, Any]]:
+        return projection.unemitted(conn, self.settings.batch * 4)
 
     async def _db(self, work: Callable[[Connection], Any]) -> Any:
         return await asyncio.to_thread(in_transaction, self.engine, work)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -52,7 +52,7 @@ INSERT_EVENTS = text(
 )
 
 
-def json_rows(rows: Iterable[dict[str, Any]]) -> str | None:
+def json_rows(rows: Iterable[Mapping[str, Any]]) -> str | None:
     """Rows as one JSON array for `jsonb_to_recordset`, None when there are none.
 
     One statement then writes a whole batch: psycopg sends one string as it is, where a
