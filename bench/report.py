@@ -21,15 +21,21 @@ class Figure:
     rate: bool = True
 
 
-def table(figures: Sequence[Figure], baseline: float) -> str:
-    """A Markdown table: figure, value, unit, ratio to the baseline (a) = 1.00."""
+def table(figures: Sequence[Figure], baseline: float, second: float | None = None) -> str:
+    """A Markdown table: figure, value, unit, ratio to the baseline (a) = 1.00, and to a
+    second baseline (a') when given."""
     width = max(len(f.name) for f in figures)
-    lines = [f"| {'figure':<{width}} | {'value':>9} | {'unit':<9} | ratio to (a) |",
-             f"|{'-' * (width + 2)}|{'-' * 10}:|{'-' * 11}|{'-' * 13}:|"]
+    extra = " ratio to (a') |" if second else ""
+    lines = [f"| {'figure':<{width}} | {'value':>9} | {'unit':<9} | ratio to (a) |{extra}",
+             f"|{'-' * (width + 2)}|{'-' * 10}:|{'-' * 11}|{'-' * 13}:|"
+             + (f"{'-' * 14}:|" if second else "")]
     for f in figures:
         ratio = f"{f.value / baseline:.2f}" if f.rate else "—"
         value = f"{f.value:,.0f}" if f.rate else f"{f.value:.2f}"
-        lines.append(f"| {f.name:<{width}} | {value:>9} | {f.unit:<9} | {ratio:>12} |")
+        line = f"| {f.name:<{width}} | {value:>9} | {f.unit:<9} | {ratio:>12} |"
+        if second:
+            line += f" {f'{f.value / second:.2f}' if f.rate else '—':>13} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -47,6 +53,10 @@ def figures(results: dict[str, Any], n: int) -> tuple[list[Figure], float]:
     rows = [Figure("(a) aiokafka passthrough, steady", a["steady_rate"], "msg/s")]
     rows = rows if a["steady_rate"] else []
     rows.append(Figure("(a) aiokafka passthrough, incl. group join", a["total_rate"], "msg/s"))
+    if "passthrough_default" in results:
+        d = results["passthrough_default"]["timing"]
+        rows.append(Figure("(a') the same, aiokafka's default producer, steady",
+                           d["steady_rate"] or d["total_rate"], "msg/s"))
     for name, t in results["stages"].items():
         if t["steady_rate"] is not None:
             rows.append(Figure(f"(b) {name} alone, steady", t["steady_rate"], "msg/s"))
@@ -59,6 +69,9 @@ def figures(results: dict[str, Any], n: int) -> tuple[list[Figure], float]:
              Figure("(c) latency raw → notified, min", c["latency"]["min_s"], "s", rate=False),
              Figure("(c) latency raw → notified, p50", c["latency"]["p50_s"], "s", rate=False),
              Figure("(c) latency raw → notified, p99", c["latency"]["p99_s"], "s", rate=False)]
+    if "p99_9_s" in c["latency"]:
+        rows.append(Figure("(c) latency raw → notified, p99.9", c["latency"]["p99_9_s"], "s",
+                           rate=False))
     return rows, baseline
 
 
