@@ -172,8 +172,9 @@ class Sender:
             row = o.row
             labels = {"channel": row["channel"], "provider": row["provider"]}
             state = {"again": "pending"}.get(o.state, o.state)
+            error = (o.error or "failed") if o.state == "failed" else o.error
             results.append({"id": row["id"], "state": state, "attempts": o.attempts,
-                            "ref": o.provider_ref, "error": o.error, "due_at": o.due_at})
+                            "ref": o.provider_ref, "error": error, "due_at": o.due_at})
             if o.state == "sent":
                 self.metrics.sent.labels(**labels).inc()
             elif o.state == "failed":

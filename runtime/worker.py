@@ -176,7 +176,8 @@ GC_THRESHOLD = (20_000, 20, 20)
 """Python's default (700, 10, 10) runs a collection every 700 allocations: several per batch of
 500 orders, each walking young objects, and a full one, over every module and class loaded at
 start, every few hundred of those. Fewer young collections, and startup's objects frozen out of
-the full ones, bought allocate's `project` about half again in `bench.allocate_batch`."""
+the full ones, cut the CPU per message of dedup by a third and of allocate and notify by about
+half in `bench.inproc --gc default|tuned` (BENCHMARKS.md); `bench.soak` checks the memory."""
 
 
 def tune_gc() -> None:
@@ -198,8 +199,8 @@ def run_stage(name: str, settings: Settings, endpoints: Endpoints, metrics_port:
     names = {s: s.full_name(prefix) for s in TOPICS}
 
     async def send(emits: Sequence[Emit]) -> None:
-        """Straight to faust's aiokafka producer: faust's Topic.send builds a FutureMessage,
-        a PendingMessage and callbacks per message, which cost more than the send itself."""
+        """Straight to faust's aiokafka producer, past faust's Topic.send, which wraps each
+        message in a FutureMessage, a PendingMessage and callbacks that nothing here uses."""
         producer = await app.maybe_start_producer()
         try:
             pending = [
