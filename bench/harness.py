@@ -101,7 +101,10 @@ def effective_settings(s: Settings) -> dict[str, Any]:
     return {
         "stage": s.stage.model_dump(mode="json"),
         "kafka": {"partitions": s.kafka.partitions, "commit_interval_s": s.kafka.commit_interval_s,
-                  "session_timeout_s": s.kafka.session_timeout_s},
+                  "session_timeout_s": s.kafka.session_timeout_s,
+                  "fetch_max_wait_ms": s.kafka.fetch_max_wait_ms,
+                  "producer_batch_bytes": s.kafka.producer_batch_bytes,
+                  "producer_compression": s.kafka.producer_compression},
         "database": {"pool_size": s.database.pool_size},
         "notify": {"poll_s": s.notify.poll_s, "batch": s.notify.batch,
                    "matrix": s.notify.matrix},
