@@ -124,8 +124,13 @@ def _stage_lag(settings: Settings, endpoints: Endpoints, name: str) -> int:
 
 
 def _live(settings: Settings, endpoints: Endpoints, engine: Engine, interval: float) -> None:
+    import signal
+
     from rich.live import Live
 
+    # Explicitly, as the hub does: started from a script with `&`, the process inherits SIGINT
+    # ignored and Python then installs no KeyboardInterrupt handler, so Ctrl-C would do nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with Live(_frame(settings, endpoints, engine, interval), auto_refresh=False) as live:
         try:
             while True:
