@@ -72,21 +72,10 @@ class DatabaseSettings(_Section):
 class StageSettings(_Section):
     batch_size: int = Field(default=500, ge=1)
     batch_within_s: float = Field(
-        default=0.05, ge=0, description="longest a stage waits to fill a batch; each stage adds "
+        default=0.05, gt=0, description="longest a stage waits to fill a batch; each stage adds "
         "up to this to an order's latency (BENCHMARKS.md: 0.2 s gave p99 962 ms at 500/s)")
-    batching: Literal["ready", "take"] = Field(
-        default="ready", description="`ready`: batches straight from the stream's queue "
-        "(runtime.faust_consumer.ready_batches); `take`: faust's Stream.take_events (needs "
-        "batch_within_s > 0); docs/performance.md compares them")
     retry_attempts: int = Field(default=5, ge=1)
     retry_max_wait_s: float = Field(default=8.0, gt=0)
-
-    @model_validator(mode="after")
-    def _take_needs_a_window(self) -> StageSettings:
-        if self.batching == "take" and self.batch_within_s == 0:
-            raise ValueError("batching=take needs batch_within_s > 0: faust's take_events "
-                             "never releases a batch that is not full without a window")
-        return self
 
 
 class MetricsSettings(_Section):

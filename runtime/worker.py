@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from runtime.db import make_engine
-from runtime.faust_consumer import ready_batches, with_fetch_wait
+from runtime.faust_consumer import with_fetch_wait
 from runtime.health import Heartbeat, serve_metrics
 from runtime.kafka import committed_offsets
 from runtime.metrics import StageMetrics, TopicPartition, build_stage_metrics, publish_lag
@@ -223,9 +223,7 @@ def run_stage(name: str, settings: Settings, endpoints: Endpoints, metrics_port:
 
     async def consume(stream: Any) -> None:
         batch, within = settings.stage.batch_size, settings.stage.batch_within_s
-        batches = (ready_batches(app, stream, batch, within) if settings.stage.batching == "ready"
-                   else stream.take_events(batch, within=within))
-        async for events in batches:
+        async for events in stream.take_events(batch, within=within):
             records = [_record(e.message) for e in events]
             try:
                 await runner.run_batch(records)
