@@ -216,7 +216,8 @@ class NotifySettings(_Section):
     lease_s: float = Field(default=60.0, gt=0, description="a claimed send older than this is "
                            "retried with the same idempotency key (its sender died)")
     poll_s: float = Field(default=0.2, gt=0, description="the sender's idle poll interval")
-    batch: int = Field(default=100, ge=1)
+    batch: int = Field(default=500, ge=1, description="the most rows one sender round claims; "
+                       "a round ends when its slowest provider is through (docs/performance.md)")
     sms_endpoint: str = "https://dysmsapi.aliyuncs.com"
     sms_access_key_id: str | None = None
     sms_access_key_secret: SecretStr | None = None
@@ -231,6 +232,27 @@ class NotifySettings(_Section):
     webhook_secret: SecretStr | None = None
     webhook_rate_per_s: float = Field(default=50.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _a_round_fits_in_its_lease(self) -> NotifySettings:
+        """A round's rows must all be tried before their lease runs out, or another sender
+        could claim and send them again: `batch` rows at the slowest configured provider's
+        rate, plus one timeout, within `lease_s`."""
+        rates = {"sms_rate_per_s": self.sms_rate_per_s if self.sms_access_key_id else None,
+                 "wechat_rate_per_s": self.wechat_rate_per_s if self.wechat_appid else None,
+                 "webhook_rate_per_s": self.webhook_rate_per_s if self.webhook_url else None}
+        configured = {name: r for name, r in rates.items() if r is not None}
+        if not configured:
+            return self
+        name, rate = min(configured.items(), key=lambda item: item[1])
+        needed = self.batch / rate + self.timeout_s
+        if needed >= self.lease_s:
+            raise ValueError(
+                f"a round of batch={self.batch} at {name}={rate:g} plus timeout_s="
+                f"{self.timeout_s:g} takes up to {needed:g} s, not less than lease_s="
+                f"{self.lease_s:g}: another sender could send those rows again; lower "
+                f"ORDERHUB_NOTIFY__BATCH or raise ORDERHUB_NOTIFY__LEASE_S")
+        return self
 
     @field_validator("matrix")
     @classmethod
