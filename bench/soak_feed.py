@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import random
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Producer
@@ -15,13 +14,7 @@ from sqlalchemy import Connection
 from allocate.projection import add_warehouse, set_stock
 from bench.workload import DEMO_START, SEED, raw_messages
 from ingest.agent import produce_all
-from ingest.demo import (
-    DEFAULT_SHOPS,
-    _order,  # no public generator in ingest.demo; see iter_orders
-    demo_catalogue,
-    demo_shop,
-    demo_warehouse,
-)
+from ingest.demo import demo_catalogue, demo_warehouse, iter_shopify_orders
 from runtime.db import in_transaction, make_engine
 from runtime.settings import Settings
 from schemas.topics import RAW
@@ -31,20 +24,10 @@ MAX_UNITS = 3
 
 
 def iter_orders(n: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The same `n` orders as `bench.workload.demo_orders(n)`, made one at a time.
-
-    `ingest.demo.generate_shopify_orders` returns a list, which for 1,000,000 orders would hold
-    gigabytes in this process and muddy the machine the stages are measured on; this is its loop
-    with `yield` (same seed, same draws, so order i is the same order in both).
-    """
-    rng = random.Random(SEED)
-    catalogue = demo_catalogue()
-    profiles = [demo_shop(domain, domestic=i == 0) for i, domain in enumerate(DEFAULT_SHOPS)]
-    at = DEMO_START
-    for i in range(n):
-        at += timedelta(seconds=rng.randint(20, 900))
-        shop = rng.choice(profiles)
-        yield shop.domain, _order(i, rng, shop, catalogue, at)
+    """The same `n` orders as `bench.workload.demo_orders(n)`, made one at a time: a list of
+    1,000,000 would hold gigabytes in this process and muddy the machine the stages are
+    measured on."""
+    return iter_shopify_orders(n, seed=SEED, start=DEMO_START)
 
 
 def stock_for(database_url: str, orders: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -150,18 +150,32 @@ def generate_shopify_orders(
     The first shop is the domestic one (CNY, +08:00); every other shop sells abroad (USD, -05:00).
     The same seed and start always give the same orders.
     """
+    return list(iter_shopify_orders(n, seed=seed, start=start, shops=shops))
+
+
+def iter_shopify_orders(
+    n: int,
+    *,
+    seed: int,
+    start: datetime,
+    shops: Sequence[str] = DEFAULT_SHOPS,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The orders of `generate_shopify_orders`, one at a time: a million of them as a list
+    would hold gigabytes."""
     if n < 0 or not shops or start.utcoffset() is None:
         raise ConfigurationError("demo orders need n >= 0, at least one shop and an aware start")
-    rng = random.Random(seed)
+    return _orders(n, random.Random(seed), start, shops)
+
+
+def _orders(n: int, rng: random.Random, start: datetime, shops: Sequence[str]
+            ) -> Iterator[tuple[str, dict[str, Any]]]:
     catalogue = demo_catalogue()
     profiles = [demo_shop(domain, domestic=i == 0) for i, domain in enumerate(shops)]
-    orders: list[tuple[str, dict[str, Any]]] = []
     at = start
     for i in range(n):
         at += timedelta(seconds=rng.randint(20, 900))
         shop = rng.choice(profiles)
-        orders.append((shop.domain, _order(i, rng, shop, catalogue, at)))
-    return orders
+        yield shop.domain, _order(i, rng, shop, catalogue, at)
 
 
 def required_stock(orders: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, int]:

@@ -9,6 +9,7 @@ from ingest.demo import (
     demo_catalogue,
     demo_warehouse,
     generate_shopify_orders,
+    iter_shopify_orders,
     required_stock,
 )
 from schemas.errors import ConfigurationError
@@ -116,3 +117,10 @@ def test_times_are_written_with_the_shop_offset() -> None:
     created = datetime.fromisoformat(body["created_at"])
     assert created.tzinfo == timezone(timedelta(hours=8))
     assert body["created_at"].endswith("+08:00")
+
+
+def test_the_lazy_generator_gives_the_same_orders_and_refuses_bad_arguments_at_once() -> None:
+    lazy = iter_shopify_orders(10**9, seed=7, start=START)  # nothing is made until asked
+    assert [next(lazy) for _ in range(25)] == generate_shopify_orders(25, seed=7, start=START)
+    with pytest.raises(ConfigurationError):
+        iter_shopify_orders(5, seed=7, start=START.replace(tzinfo=None))
