@@ -151,12 +151,16 @@ class HookReceiver:
 
 
 def harness_settings(data_dir: Path, hook_url: str) -> Settings:
-    """Defaults, plus every notify event (but `paid`) to the merchant webhook of the harness."""
+    """Defaults, plus every notify event (but `paid`) to the merchant webhook of the harness.
+
+    A short lease, so that the sends a killed notify worker had claimed are taken over within
+    the run; the webhook's pace and timeout then have to fit a round into it (NotifySettings
+    refuses a round that could outlast its lease): 500 rows at 500/s plus a 5 s timeout."""
     base = Settings()
     notify = base.notify.model_copy(update={
         "matrix": {e: ("webhook",) for e in NOTIFY_EVENTS if e != "paid"},
         "webhook_url": hook_url, "webhook_secret": SecretStr(HOOK_SECRET),
-        "lease_s": 10.0, "quiet_channels": (),
+        "lease_s": 10.0, "webhook_rate_per_s": 500.0, "timeout_s": 5.0, "quiet_channels": (),
     })
     kafka = base.kafka.model_copy(update={"bootstrap": None, "topic_prefix": "",
                                           "group_prefix": "orderhub"})
