@@ -24,12 +24,13 @@ import tempfile
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from bench.report import machine
 from bench.services import broker, fresh_database, postgres_server
@@ -118,10 +119,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         notify = NotifySettings(
             matrix={"allocated": ("sms",)}, sms_endpoint=sms.url,
             sms_access_key_id=fake.access_key_id,
-            sms_access_key_secret=fake.access_key_secret,  # type: ignore[arg-type]
+            sms_access_key_secret=fake.access_key_secret,
             sms_sign_name=SIGN, sms_rate_per_s=1e6, batch=args.batch)
-        settings = Settings(kafka={"bootstrap": bootstrap, "partitions": 6},  # type: ignore[arg-type]
-                            database={"url": url}, notify=notify)  # type: ignore[arg-type]
+        settings = Settings(kafka={"bootstrap": bootstrap, "partitions": 6},
+                            database={"url": url}, notify=notify)
         migrate(url)
         create_topics(bootstrap, "", 6, 1)
         engine = make_engine(url, 5)
@@ -130,11 +131,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         for i in range(0, len(items), args.batch):
             chunk = items[i:i + args.batch]
-            in_transaction(engine, lambda c, chunk=chunk: stage.project(c, chunk, ctx))
+            in_transaction(engine, partial(_project, stage, chunk, ctx))
         plan_rate = len(items) / (time.perf_counter() - started)
         send_rate = asyncio.run(_send_all(engine, notify, bootstrap, settings, args.messages))
         with engine.connect() as conn:
-            states = dict(conn.execute(text(
+            states: dict[str, int] = dict(conn.execute(text(
                 "SELECT state, count(*) FROM notifications GROUP BY state")).all())
         engine.dispose()
     if states != {"sent": args.messages} or len(fake.sent) != args.messages:
@@ -150,6 +151,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "send_per_s": round(send_rate, 1), "send_vs_baseline": round(send_rate / base_rate, 3),
         "states": states,
     }
+
+
+def _project(stage: NotifyStage, chunk: Sequence[Any], ctx: Context, conn: Connection
+             ) -> list[Emit]:
+    return stage.project(conn, chunk, ctx)
 
 
 async def _send_all(engine: Any, notify: NotifySettings, bootstrap: str, settings: Settings,

@@ -18,7 +18,7 @@ RECEIVED = datetime(2026, 11, 11, 1, 0, tzinfo=UTC)
 
 
 def shopify_fixture(**changes: Any) -> dict[str, Any]:
-    payload = json.loads((FIXTURES / "shopify" / "orders_create.json").read_text())
+    payload: dict[str, Any] = json.loads((FIXTURES / "shopify" / "orders_create.json").read_text())
     payload.update(changes)
     return payload
 
