@@ -237,6 +237,11 @@ class NotificationRow(Base):
 
 
 Index("ix_orders_status_paid_at", OrderRow.status, OrderRow.paid_at)
+# The KPI queries' time ranges (runtime/kpi.py; migration 0008).
+Index("ix_orders_created_at", OrderRow.created_at)
+Index("ix_orders_paid_at", OrderRow.paid_at)
+Index("ix_allocations_shipped_at", AllocationRow.shipped_at,
+      postgresql_where=AllocationRow.shipped_at.isnot(None))
 
 
 class ShopRow(Base):
