@@ -238,10 +238,14 @@ class NotifySettings(_Section):
         """A round's rows must all be tried before their lease runs out, or another sender
         could claim and send them again: `batch` rows at the slowest configured provider's
         rate, plus one timeout, within `lease_s`."""
-        rates = {"sms_rate_per_s": self.sms_rate_per_s if self.sms_access_key_id else None,
-                 "wechat_rate_per_s": self.wechat_rate_per_s if self.wechat_appid else None,
-                 "webhook_rate_per_s": self.webhook_rate_per_s if self.webhook_url else None}
-        configured = {name: r for name, r in rates.items() if r is not None}
+        # A provider is on when its credentials are set, as notify.channels.build_providers says.
+        on = {"sms_rate_per_s": (self.sms_rate_per_s,
+                                 self.sms_access_key_id and self.sms_access_key_secret),
+              "wechat_rate_per_s": (self.wechat_rate_per_s,
+                                    self.wechat_appid and self.wechat_secret),
+              "webhook_rate_per_s": (self.webhook_rate_per_s,
+                                     self.webhook_url and self.webhook_secret)}
+        configured = {name: rate for name, (rate, credentials) in on.items() if credentials}
         if not configured:
             return self
         name, rate = min(configured.items(), key=lambda item: item[1])

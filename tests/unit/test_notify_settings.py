@@ -49,11 +49,15 @@ def test_a_round_that_cannot_be_tried_within_its_lease_is_refused_with_the_way_o
     # lease, after which another sender may claim and send the same rows again.
     with pytest.raises(ValidationError, match=r"batch=500 at wechat_rate_per_s=5 .* 110 s.*"
                                               r"ORDERHUB_NOTIFY__BATCH.*LEASE_S"):
-        NotifySettings(wechat_appid="wx1", wechat_rate_per_s=5)
-    assert NotifySettings(wechat_appid="wx1", wechat_rate_per_s=5, batch=200).batch == 200
-    assert NotifySettings(wechat_appid="wx1", wechat_rate_per_s=5, lease_s=120).lease_s == 120
-    # A provider that is not configured paces nothing, whatever its rate.
+        NotifySettings(wechat_appid="wx1", wechat_secret="s", wechat_rate_per_s=5)
+    assert NotifySettings(wechat_appid="wx1", wechat_secret="s", wechat_rate_per_s=5,
+                          batch=200).batch == 200
+    assert NotifySettings(wechat_appid="wx1", wechat_secret="s", wechat_rate_per_s=5,
+                          lease_s=120).lease_s == 120
+    # A provider that is not configured (credentials missing) paces nothing, whatever its rate.
     assert NotifySettings(wechat_rate_per_s=1).batch == 500
+    assert NotifySettings(wechat_appid="wx1", wechat_rate_per_s=1).batch == 500
     # The slowest configured provider decides: SMS at 50/s is fine, the webhook at 8/s is not.
     with pytest.raises(ValidationError, match="webhook_rate_per_s=8"):
-        NotifySettings(sms_access_key_id="k", webhook_url="http://hook", webhook_rate_per_s=8)
+        NotifySettings(sms_access_key_id="k", sms_access_key_secret="s",
+                       webhook_url="http://hook", webhook_secret="s", webhook_rate_per_s=8)
